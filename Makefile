@@ -1,0 +1,49 @@
+# vipmon: `make run` starts one node on the embedded store; `make test` runs everything.
+PYTHON  ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+HOST    ?= 127.0.0.1
+PORT    ?= 8700
+STATE   ?= .vipmon-state
+
+.PHONY: run test lint unit system-deps venv bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+# Debian packages the integration tests start: etcd, HAProxy, nginx.
+system-deps:
+	@missing=""; \
+	command -v etcd >/dev/null 2>&1 || missing="$$missing etcd-server"; \
+	command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing="$$missing haproxy"; \
+	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+run: venv
+	$(BIN)/vipmon run --host $(HOST) --port $(PORT) --state-dir $(STATE)
+
+lint: venv
+	$(BIN)/ruff check app tests bench
+	$(BIN)/mypy
+
+test: system-deps venv lint
+	$(BIN)/python -m pytest tests
+
+unit: venv
+	$(BIN)/python -m pytest tests/unit
+
+bench: system-deps venv
+	$(BIN)/python bench/failover.py
+
+clean:
+	rm -rf $(VENV) $(STATE)

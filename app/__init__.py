@@ -1,0 +1,3 @@
+"""vipmon: tells a load balancer which node of a cluster holds the master role."""
+
+__version__ = "0.1.0"

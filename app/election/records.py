@@ -1,0 +1,81 @@
+"""The JSON records vipmon keeps in the store: the leader key and member records.
+
+Parsing never raises: a value that is not our JSON yields ``None`` and the
+caller treats the key as held by someone unknown.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from app.role import Member
+
+
+def leader_key(cluster: str) -> str:
+    return f"/vipmon/{cluster}/leader"
+
+
+def members_prefix(cluster: str) -> str:
+    return f"/vipmon/{cluster}/members/"
+
+
+def member_key(cluster: str, node_id: str) -> str:
+    return members_prefix(cluster) + node_id
+
+
+@dataclass(frozen=True)
+class LeaderRecord:
+    node_id: str
+    advertise_url: str
+
+
+def encode_leader(record: LeaderRecord) -> bytes:
+    return json.dumps({"id": record.node_id, "url": record.advertise_url}).encode()
+
+
+def decode_leader(raw: bytes) -> LeaderRecord | None:
+    data = _json_object(raw)
+    if data is None:
+        return None
+    node_id, url = data.get("id"), data.get("url")
+    if not isinstance(node_id, str) or not node_id or not isinstance(url, str):
+        return None
+    return LeaderRecord(node_id, url)
+
+
+def encode_member(member: Member) -> bytes:
+    return json.dumps(
+        {
+            "id": member.node_id,
+            "url": member.advertise_url,
+            "version": member.version,
+            "started_at": member.started_at,
+            "eligible": member.eligible,
+        }
+    ).encode()
+
+
+def decode_member(raw: bytes) -> Member | None:
+    data = _json_object(raw)
+    if data is None:
+        return None
+    node_id, url = data.get("id"), data.get("url")
+    version, started = data.get("version", ""), data.get("started_at", 0.0)
+    eligible = data.get("eligible", True)
+    if not isinstance(node_id, str) or not node_id or not isinstance(url, str):
+        return None
+    if not isinstance(version, str) or not isinstance(started, (int, float)):
+        return None
+    if not isinstance(eligible, bool):
+        return None
+    return Member(node_id, url, version, float(started), eligible)
+
+
+def _json_object(raw: bytes) -> dict[str, Any] | None:
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

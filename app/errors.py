@@ -1,0 +1,46 @@
+"""The one exception tree of vipmon.
+
+Every error the service raises on purpose derives from :class:`VipmonError`.
+Lower layers translate foreign exceptions (httpx, sqlite3, pydantic) into one
+of these with ``raise ... from``; the boundaries (the CLI, the election loop,
+the HTTP layer) map them to an exit status, a role or a 4xx body.
+"""
+
+from __future__ import annotations
+
+
+class VipmonError(Exception):
+    """Root of every error vipmon raises on purpose."""
+
+
+class SettingsError(VipmonError):
+    """A setting is invalid. The CLI prints it and exits with status 2."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"invalid setting {field!r}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class StoreError(VipmonError):
+    """The coordination store could not give an answer.
+
+    The caller cannot tell what the store holds now; the election treats this
+    as "unknown" and never as permission to turn positive.
+    """
+
+
+class StoreUnavailable(StoreError):
+    """No endpoint answered in time, or every endpoint answered 5xx."""
+
+
+class StoreNoLeader(StoreUnavailable):
+    """The store answered but has no quorum (etcd: "no leader")."""
+
+
+class StoreAuthError(StoreError):
+    """The store refused our credentials."""
+
+
+class StoreProtocolError(StoreError):
+    """The store answered something we cannot parse."""

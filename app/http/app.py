@@ -1,0 +1,169 @@
+"""The FastAPI application: every answer comes from the node's current snapshot.
+
+``create_app`` takes the node (anything with a ``snapshot`` attribute) and the
+clock, so tests can hand in a fixed snapshot and a fake clock. No route
+performs I/O. There are no redirects: ``redirect_slashes`` is off, unknown
+paths get a JSON 404.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from app import __version__
+from app.clock import Clock
+from app.http.models import (
+    BackendInfo,
+    ClusterInfo,
+    HealthInfo,
+    LeaderInfo,
+    MemberInfo,
+    RoleInfo,
+    TransitionInfo,
+)
+from app.role import Role, Snapshot
+
+PROBE_METHODS = ["GET", "HEAD", "OPTIONS"]
+_TEXT = {"content": {"text/plain": {"example": "ROLE=MASTER node=n1 term=42\n"}}}
+
+
+class NodeView(Protocol):
+    """What the HTTP layer reads: one frozen snapshot, replaced whole."""
+
+    @property
+    def snapshot(self) -> Snapshot: ...
+
+
+def monitor_line(snap: Snapshot, role: Role) -> str:
+    """The one-line body of /monitor, e.g. ``ROLE=STANDBY node=n2 term=7 leader=n1``."""
+    line = f"ROLE={role.value} node={snap.node_id} term={snap.term}"
+    if role is Role.STANDBY and snap.leader_id:
+        line += f" leader={snap.leader_id}"
+    return line + "\n"
+
+
+def _probe_response(snap: Snapshot, role: Role, positive: bool) -> PlainTextResponse:
+    return PlainTextResponse(
+        monitor_line(snap, role),
+        status_code=200 if positive else 503,
+        headers={
+            "Cache-Control": "no-store",
+            "X-Vipmon-Role": role.value,
+            "X-Vipmon-Term": str(snap.term),
+        },
+    )
+
+
+def create_app(node: NodeView, clock: Clock, *, live_window: float) -> FastAPI:
+    """Build the API. ``live_window``: how stale the loop heartbeat may be, in s."""
+    app = FastAPI(
+        title="vipmon",
+        version=__version__,
+        description="Tells a load balancer which node holds the master role.",
+        redirect_slashes=False,
+    )
+
+    def monitor() -> Response:
+        snap = node.snapshot
+        role = snap.role_at(clock.now())
+        return _probe_response(snap, role, role is Role.MASTER)
+
+    def monitor_standby() -> Response:
+        snap = node.snapshot
+        role = snap.role_at(clock.now())
+        healthy = role is Role.STANDBY and snap.leader_id is not None
+        return _probe_response(snap, role, healthy)
+
+    probes = [
+        ("/monitor", monitor, "monitor", "200 only while this node is master"),
+        ("/", monitor, "root", "Alias of /monitor, for F5's default send string"),
+        ("/monitor/standby", monitor_standby, "monitor_standby", "200 only for a healthy standby"),
+    ]
+    for path, endpoint, name, summary in probes:
+        for method in PROBE_METHODS:
+            app.add_api_route(
+                path,
+                endpoint,
+                methods=[method],
+                operation_id=f"{name}_{method.lower()}",
+                summary=summary,
+                response_class=PlainTextResponse,
+                responses={200: _TEXT, 503: _TEXT},
+            )
+
+    @app.get("/role", response_model=RoleInfo, summary="This node's role and why")
+    def role_info() -> RoleInfo:
+        snap = node.snapshot
+        now = clock.now()
+        role = snap.role_at(now)
+        last = snap.last_transition
+        return RoleInfo(
+            node=snap.node_id,
+            role=role,
+            is_master=role is Role.MASTER,
+            term=snap.term,
+            leader=LeaderInfo(id=snap.leader_id, url=snap.leader_url or "")
+            if snap.leader_id
+            else None,
+            leader_unknown=snap.leader_unknown,
+            lease_remaining_ms=int(snap.lease_remaining(now) * 1000) if snap.holds_key else 0,
+            backend=BackendInfo(name=snap.backend, reachable=snap.store_reachable),
+            last_transition=TransitionInfo.model_validate(
+                {
+                    "at": last.at_wall,
+                    "from": last.from_role,
+                    "to": last.to_role,
+                    "reason": last.reason,
+                }
+            )
+            if last
+            else None,
+        )
+
+    @app.get("/cluster", response_model=ClusterInfo, summary="Members, marking the master")
+    def cluster_info() -> ClusterInfo:
+        snap = node.snapshot
+        members = [
+            MemberInfo(
+                id=m.node_id,
+                url=m.advertise_url,
+                role=Role.MASTER if m.node_id == snap.leader_id else Role.STANDBY,
+                is_master=m.node_id == snap.leader_id,
+                version=m.version,
+                started_at=m.started_at,
+                eligible=m.eligible,
+            )
+            for m in snap.members
+        ]
+        return ClusterInfo(
+            node=snap.node_id, leader=snap.leader_id, term=snap.leader_term, members=members
+        )
+
+    @app.get(
+        "/health/live",
+        response_model=HealthInfo,
+        responses={503: {"model": HealthInfo}},
+        summary="The election loop is making progress",
+    )
+    def live() -> Response:
+        stale = clock.now() - node.snapshot.loop_heartbeat
+        if stale < live_window:
+            return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": f"election loop silent for {stale:.1f} s"}, 503)
+
+    @app.get(
+        "/health/ready",
+        response_model=HealthInfo,
+        responses={503: {"model": HealthInfo}},
+        summary="The node is connected to its store",
+    )
+    def ready() -> Response:
+        snap = node.snapshot
+        if snap.store_reachable and clock.now() < snap.store_ok_until:
+            return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": f"store {snap.backend} unreachable"}, 503)
+
+    return app

@@ -1,0 +1,59 @@
+"""Response bodies of the JSON endpoints, as pydantic models (they make the spec)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from app.role import Role
+
+
+class LeaderInfo(BaseModel):
+    id: str = Field(description="Node id of the master this node knows.")
+    url: str = Field(description="Its advertise URL.")
+
+
+class BackendInfo(BaseModel):
+    name: str = Field(description="local or etcd.")
+    reachable: bool = Field(description="Whether the last store call succeeded.")
+
+
+class TransitionInfo(BaseModel):
+    at: float = Field(description="Wall-clock time of the transition, Unix seconds.")
+    from_role: Role = Field(alias="from")
+    to_role: Role = Field(alias="to")
+    reason: str
+
+    model_config = {"populate_by_name": True}
+
+
+class RoleInfo(BaseModel):
+    node: str
+    role: Role
+    is_master: bool = Field(description="The same decision /monitor makes at this instant.")
+    term: int = Field(description="The leader key's create_revision; 0 when none is known.")
+    leader: LeaderInfo | None
+    leader_unknown: bool = Field(description="The leader key holds a value vipmon cannot read.")
+    lease_remaining_ms: int
+    backend: BackendInfo
+    last_transition: TransitionInfo | None
+
+
+class MemberInfo(BaseModel):
+    id: str
+    url: str
+    role: Role = Field(description="MASTER for the node named by the leader key, else STANDBY.")
+    is_master: bool
+    version: str
+    started_at: float
+    eligible: bool
+
+
+class ClusterInfo(BaseModel):
+    node: str = Field(description="The node that answered.")
+    leader: str | None
+    term: int
+    members: list[MemberInfo]
+
+
+class HealthInfo(BaseModel):
+    status: str = Field(description="ok, or the reason it is not.")

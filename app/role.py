@@ -1,0 +1,100 @@
+"""The closed set of roles and the frozen snapshot that routes read.
+
+The election loop publishes a new :class:`Snapshot` whenever what it knows
+changes. The snapshot never says "master" by itself: :meth:`Snapshot.role_at`
+derives the role at the instant of the question, from monotonic deadlines, so
+a snapshot that is not refreshed (a stalled loop, a frozen process) decays to
+a negative answer on its own.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Role(enum.StrEnum):
+    """What a node says about itself. Only ``MASTER`` is positive.
+
+    No token is a substring of another, and none is ``OK``.
+    """
+
+    MASTER = "MASTER"
+    STANDBY = "STANDBY"
+    UNKNOWN = "UNKNOWN"
+    DRAINING = "DRAINING"
+    MAINTENANCE = "MAINTENANCE"
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One change of role, as logged."""
+
+    at_wall: float
+    from_role: Role
+    to_role: Role
+    reason: str
+
+
+@dataclass(frozen=True)
+class Member:
+    """A member record as read from the store."""
+
+    node_id: str
+    advertise_url: str
+    version: str = ""
+    started_at: float = 0.0
+    eligible: bool = True
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the election loop knows, frozen at one instant.
+
+    ``holds_key`` with ``term`` means our acquire transaction succeeded and we
+    have not seen the key go. ``lease_valid_until`` is the fail-closed
+    deadline ``t_send + TTL - margin`` of the last grant or keepalive.
+    ``store_ok_until`` bounds how long a standby may trust what it last read.
+    """
+
+    node_id: str
+    backend: str
+    holds_key: bool = False
+    term: int = 0
+    lease_valid_until: float = 0.0
+    store_ok_until: float = 0.0
+    store_reachable: bool = False
+    leader_id: str | None = None
+    leader_url: str | None = None
+    leader_term: int = 0
+    leader_unknown: bool = False
+    draining: bool = False
+    shutting_down: bool = False
+    members: tuple[Member, ...] = ()
+    last_transition: Transition | None = None
+    loop_heartbeat: float = 0.0
+
+    def is_master(self, now: float) -> bool:
+        """Positive only while we hold the key and our lease deadline is ahead."""
+        return (
+            self.holds_key
+            and not self.draining
+            and not self.shutting_down
+            and now < self.lease_valid_until
+        )
+
+    def role_at(self, now: float) -> Role:
+        """The role at monotonic instant ``now``; fails closed."""
+        if self.is_master(now):
+            return Role.MASTER
+        if self.holds_key and self.draining and now < self.lease_valid_until:
+            return Role.DRAINING
+        if self.shutting_down or self.holds_key:
+            return Role.UNKNOWN
+        if now >= self.store_ok_until or self.leader_unknown:
+            return Role.UNKNOWN
+        return Role.STANDBY
+
+    def lease_remaining(self, now: float) -> float:
+        """Seconds of validity left on our lease, never negative."""
+        return max(0.0, self.lease_valid_until - now)

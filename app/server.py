@@ -1,0 +1,146 @@
+"""Wiring for ``vipmon run``: store, elector thread, HTTP server, signals.
+
+On SIGTERM or SIGINT the node turns negative at once, deletes its leader key
+(guarded by its term), revokes its lease, stops serving and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Iterator
+
+import uvicorn
+
+from app.clock import MonotonicClock
+from app.election.elector import Elector
+from app.election.thread import ElectionThread
+from app.errors import SettingsError
+from app.http.app import create_app
+from app.http.protocol import ProbeProtocol
+from app.settings import Settings
+from app.store.base import Store
+
+log = logging.getLogger("vipmon")
+
+
+def open_store(settings: Settings) -> Store:
+    """The store the settings name. Raises SettingsError if it cannot be set up."""
+    timeout = settings.effective_store_timeout
+    if settings.backend == "etcd":
+        from app.store.etcd import EtcdStore
+
+        password = settings.etcd_password.get_secret_value() if settings.etcd_password else None
+        return EtcdStore(
+            settings.etcd_endpoints,
+            timeout=timeout,
+            username=settings.etcd_username,
+            password=password,
+            ca_file=str(settings.etcd_ca_file) if settings.etcd_ca_file else None,
+            cert_file=str(settings.etcd_cert_file) if settings.etcd_cert_file else None,
+            key_file=str(settings.etcd_key_file) if settings.etcd_key_file else None,
+        )
+    from app.store.local import LocalStore
+
+    try:
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SettingsError(
+            "state_dir", f"cannot create {settings.state_dir}: {exc.strerror or exc}"
+        ) from exc
+    return LocalStore(settings.state_dir / "vipmon.sqlite", timeout=timeout)
+
+
+def listen_socket(settings: Settings) -> socket.socket:
+    """Bind the API socket, or raise SettingsError naming the port."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((settings.host, settings.port))
+    except OSError as exc:
+        sock.close()
+        raise SettingsError(
+            "port", f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
+        ) from exc
+    sock.set_inheritable(True)
+    return sock
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, with signals left to us so that we resign before we stop serving."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def serve(settings: Settings) -> int:
+    """Run one node until SIGTERM or SIGINT. Returns the exit status."""
+    store = open_store(settings)
+    sock = listen_socket(settings)
+    clock = MonotonicClock()
+    elector = Elector(settings, store, clock)
+    election = ElectionThread(elector)
+    app = create_app(elector, clock, live_window=max(3.0, 2.0 * settings.lease_ttl))
+    config = uvicorn.Config(
+        app,
+        http=ProbeProtocol,
+        lifespan="off",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=1,
+    )
+    server = _Server(config)
+    log.info(
+        "node %s starting: backend=%s cluster=%s listen=%s:%d advertise=%s ttl=%ds margin=%.2fs",
+        settings.node_id,
+        settings.backend,
+        settings.cluster,
+        settings.host,
+        settings.port,
+        settings.effective_advertise_url,
+        settings.lease_ttl,
+        settings.lease_margin,
+    )
+    try:
+        asyncio.run(_serve(server, election, sock, settings))
+    finally:
+        sock.close()
+    return 0
+
+
+async def _serve(
+    server: _Server, election: ElectionThread, sock: socket.socket, settings: Settings
+) -> None:
+    election.start()
+    loop = asyncio.get_running_loop()
+    stopping: list[asyncio.Task[None]] = []
+
+    async def shut_down(signame: str) -> None:
+        log.info("%s received: resigning", signame)
+        ended = await loop.run_in_executor(None, election.stop, 2.0 * settings.lease_ttl)
+        if not ended:
+            log.warning("election did not end in time; the lease will expire on its own")
+        server.should_exit = True
+
+    def on_signal(sig: signal.Signals) -> None:
+        election.elector.request_stop()
+        if stopping:
+            server.force_exit = True
+            return
+        stopping.append(loop.create_task(shut_down(sig.name)))
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        if stopping:
+            await stopping[0]
+        else:
+            election.stop(2.0 * settings.lease_ttl)

@@ -1,0 +1,237 @@
+"""Settings: one pydantic-settings class, validated once at start-up.
+
+Sources, strongest first: CLI flags (passed in as a dict), ``VIPMON_*``
+environment variables, then the config file (TOML or YAML). Timing is checked
+as a whole and refused with a message naming the field; nothing is adjusted
+silently. Build the settings with :func:`load_settings` and pass them in.
+"""
+
+from __future__ import annotations
+
+import socket
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from app.errors import SettingsError
+
+_NODE_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+class Settings(BaseSettings):
+    """Every setting of a node. Each is also ``--flag`` and ``VIPMON_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="VIPMON_", extra="forbid", frozen=True)
+
+    node_id: str = Field(default_factory=socket.gethostname, description="This node's id.")
+    host: str = Field(default="0.0.0.0", description="Address the HTTP API listens on.")
+    port: int = Field(default=8700, ge=1, le=65535, description="HTTP API port.")
+    advertise_url: str | None = Field(
+        default=None, description="URL peers and operators use; default http://<host>:<port>."
+    )
+    backend: Literal["local", "etcd"] = Field(default="local", description="Coordination store.")
+    etcd_endpoints: Annotated[list[str], NoDecode] = Field(
+        default=["http://127.0.0.1:2379"], description="etcd client URLs, comma-separated."
+    )
+    etcd_username: str | None = None
+    etcd_password: SecretStr | None = None
+    etcd_ca_file: Path | None = None
+    etcd_cert_file: Path | None = None
+    etcd_key_file: Path | None = None
+    store_timeout: float | None = Field(
+        default=None, gt=0, description="Per-request store timeout in s; default lease_ttl/4."
+    )
+    cluster: str = Field(default="vipmon", description="Cluster name: the key namespace.")
+    lease_ttl: int = Field(default=2, ge=1, le=3600, description="Lease TTL in whole seconds.")
+    lease_margin: float = Field(default=0.5, gt=0, description="Validity margin in s.")
+    renew_interval: float | None = Field(
+        default=None, gt=0, description="Seconds between keepalives; default lease_ttl/4."
+    )
+    state_dir: Path = Field(
+        default=Path("/var/lib/vipmon"), description="Embedded store directory."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("etcd_endpoints", mode="before")
+    @classmethod
+    def _split_endpoints(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("etcd_endpoints")
+    @classmethod
+    def _check_endpoints(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one endpoint is needed")
+        for url in value:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{url!r} is not an http(s)://host:port URL")
+            try:
+                parts.port  # noqa: B018 - raises on a bad port
+            except ValueError as exc:
+                raise ValueError(f"{url!r} has a bad port") from exc
+            if parts.path not in ("", "/"):
+                raise ValueError(f"{url!r} must not have a path")
+        return [url.rstrip("/") for url in value]
+
+    @field_validator("node_id", "cluster")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not value or len(value) > 63 or not set(value) <= _NODE_ID_CHARS:
+            raise ValueError("use 1 to 63 characters from A-Z a-z 0-9 . _ -")
+        return value
+
+    @field_validator("advertise_url")
+    @classmethod
+    def _check_advertise(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
+
+    @model_validator(mode="after")
+    def _check_timing(self) -> Settings:
+        ttl, margin = float(self.lease_ttl), self.lease_margin
+        renew, timeout = self.effective_renew_interval, self.effective_store_timeout
+        if margin >= ttl:
+            raise ValueError(
+                f"lease_margin: {margin} s leaves no validity in a {self.lease_ttl} s lease"
+            )
+        if renew + timeout >= ttl - margin:
+            raise ValueError(
+                f"lease_ttl: {self.lease_ttl} s leaves no room for renew_interval {renew} s "
+                f"+ store_timeout {timeout} s + lease_margin {margin} s; "
+                "raise lease_ttl or lower the others"
+            )
+        if (self.etcd_cert_file is None) != (self.etcd_key_file is None):
+            raise ValueError("etcd_cert_file: a client certificate needs etcd_key_file too")
+        return self
+
+    @property
+    def effective_renew_interval(self) -> float:
+        return self.renew_interval if self.renew_interval is not None else self.lease_ttl / 4
+
+    @property
+    def effective_store_timeout(self) -> float:
+        return self.store_timeout if self.store_timeout is not None else self.lease_ttl / 4
+
+    @property
+    def effective_advertise_url(self) -> str:
+        if self.advertise_url is not None:
+            return self.advertise_url
+        host = self.host
+        if host in ("0.0.0.0", "::", ""):
+            host = socket.gethostname()
+        elif ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings)
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) mapping of settings."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SettingsError("config", f"cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        if path.suffix == ".toml":
+            data: Any = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text)
+        else:
+            raise SettingsError("config", f"{path}: use a .toml, .yaml or .yml file")
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise SettingsError("config", f"{path} is not valid: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SettingsError("config", f"{path} must hold a mapping of settings")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def load_settings(
+    cli: dict[str, Any] | None = None,
+    config_file: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> Settings:
+    """Build and validate the settings, or raise :class:`SettingsError`.
+
+    ``env`` replaces ``os.environ`` when given (a test seam).
+    """
+    file_values = read_config_file(config_file) if config_file is not None else {}
+    cli_values = {k: v for k, v in (cli or {}).items() if v is not None}
+
+    class _Sourced(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources: list[PydanticBaseSettingsSource] = [init_settings]
+            if env is None:
+                sources.append(env_settings)
+            else:
+                sources.append(_mapping_source(settings_cls, env))
+            sources.append(InitSettingsSource(settings_cls, init_kwargs=file_values))
+            return tuple(sources)
+
+    try:
+        built = _Sourced(**cli_values)
+    except ValidationError as exc:
+        raise _first_error(exc) from None
+    return Settings.model_construct(**dict(built))
+
+
+def _mapping_source(
+    settings_cls: type[BaseSettings], env: dict[str, str]
+) -> PydanticBaseSettingsSource:
+    values = {
+        name[len("VIPMON_") :].lower(): value
+        for name, value in env.items()
+        if name.upper().startswith("VIPMON_")
+    }
+    return InitSettingsSource(settings_cls, init_kwargs=values)
+
+
+def _first_error(exc: ValidationError) -> SettingsError:
+    error = exc.errors()[0]
+    loc = [str(part) for part in error.get("loc", ()) if not isinstance(part, int)]
+    message = str(error.get("msg", "invalid"))
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    if loc:
+        field = loc[0]
+    else:
+        field, _, message = message.partition(": ")
+    if error.get("type") == "extra_forbidden":
+        message = "unknown setting"
+    return SettingsError(field, message)

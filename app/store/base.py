@@ -1,0 +1,131 @@
+"""The coordination store contract.
+
+A store keeps keys with values, leases with a TTL, and a revision counter,
+with the semantics of etcd v3. Every backend module (``etcd``, ``local``,
+``memory``) implements :class:`Store` and nothing more.
+
+Contract, for every method:
+
+* **Atomic.** Each call is one atomic step in the store. ``acquire`` and
+  ``resign`` are compare-and-set transactions.
+* **A lost race is a return value**, never an exception: ``acquire`` returns
+  ``won=False`` with the current holder, ``resign`` returns ``False``.
+* **An unreachable store raises** a :class:`app.errors.StoreError`
+  (``StoreUnavailable``, ``StoreNoLeader``, ``StoreAuthError`` or
+  ``StoreProtocolError``). When a call raises, the caller cannot tell whether
+  it took effect. Nothing else may escape; anything else is a bug.
+* **Leases.** A key written with a lease is deleted by the store no earlier
+  than ``ttl`` seconds after the last grant or keepalive that the store
+  processed. ``keepalive`` returns the TTL the store granted, or ``0`` when
+  the lease is gone. The caller takes its own ``t_send`` before the call.
+* **Revisions.** Every write bumps a store-wide revision. A key's
+  ``create_revision`` is unique to the write that created it and only grows;
+  it is the election term.
+* **Values are bytes**; interpreting them is the caller's job, and garbage
+  must not make a store method raise.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class KeyValue:
+    """One key as the store holds it."""
+
+    key: str
+    value: bytes
+    create_revision: int
+    mod_revision: int
+    lease: int = 0
+
+
+@dataclass(frozen=True)
+class LeaseGrant:
+    """A lease the store granted: its id and the TTL in seconds it chose."""
+
+    lease_id: int
+    ttl: float
+
+
+@dataclass(frozen=True)
+class AcquireResult:
+    """The outcome of a create-if-absent transaction.
+
+    ``won`` with ``create_revision`` (the term) when our put went in;
+    otherwise ``holder`` is the key as found (``None`` if it vanished between
+    compare and read) and ``revision`` the store revision to watch after.
+    """
+
+    won: bool
+    create_revision: int
+    holder: KeyValue | None
+    revision: int
+
+
+class EventKind(enum.StrEnum):
+    PUT = "put"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """A change to a watched key. ``kv`` is the new value, or the old one on delete."""
+
+    kind: EventKind
+    kv: KeyValue
+    revision: int
+
+
+class Store(abc.ABC):
+    """A coordination store. See the module docstring for the contract."""
+
+    name: str = "store"
+
+    @abc.abstractmethod
+    async def grant(self, ttl: int) -> LeaseGrant:
+        """Create a lease of ``ttl`` seconds. The store may raise the TTL."""
+
+    @abc.abstractmethod
+    async def keepalive(self, lease_id: int) -> float:
+        """Renew a lease once. Return the granted TTL, or 0.0 if the lease is gone."""
+
+    @abc.abstractmethod
+    async def revoke(self, lease_id: int) -> None:
+        """Drop a lease and every key bound to it. Revoking a gone lease is not an error."""
+
+    @abc.abstractmethod
+    async def acquire(self, key: str, value: bytes, lease_id: int) -> AcquireResult:
+        """Put ``key`` bound to ``lease_id`` only if it does not exist."""
+
+    @abc.abstractmethod
+    async def resign(self, key: str, create_revision: int) -> bool:
+        """Delete ``key`` only if its create_revision is still ours. True if deleted."""
+
+    @abc.abstractmethod
+    async def put(self, key: str, value: bytes, lease_id: int) -> None:
+        """Write ``key`` unconditionally, bound to ``lease_id`` (0 for none)."""
+
+    @abc.abstractmethod
+    async def get(self, key: str) -> tuple[KeyValue | None, int]:
+        """Return the key (or None) and the store revision of the read."""
+
+    @abc.abstractmethod
+    async def get_prefix(self, prefix: str) -> list[KeyValue]:
+        """Return every key that starts with ``prefix``, sorted by key."""
+
+    @abc.abstractmethod
+    async def watch(self, key: str, start_revision: int, timeout: float) -> list[WatchEvent]:
+        """Wait up to ``timeout`` s for changes to ``key`` at or after ``start_revision``.
+
+        Returns the first batch of events, or ``[]`` when the time ran out or
+        the history was compacted (the caller then re-reads the key). Events
+        may arrive late or twice; callers must treat them as hints and let
+        transactions decide.
+        """
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections. Safe to call twice."""

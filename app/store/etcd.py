@@ -1,0 +1,289 @@
+"""The etcd v3 backend, spoken through etcd's JSON gateway (no gRPC).
+
+Each method is one POST (``watch`` is one streamed POST); the transport,
+failover, auth and error mapping live in :mod:`app.store.etcd_client`.
+What this module knows is the shape of etcd's replies (DESIGN.md section 3):
+keys and values are standard base64, int64 fields are JSON strings, and
+fields that are zero, false or empty are left out, so a lost compare has no
+``succeeded`` key and an expired lease's keepalive has no ``TTL``.
+
+Only :mod:`app.errors` exceptions leave this module. A reply that is not the
+JSON we expect raises ``StoreProtocolError``; a value that is garbage is just
+bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import httpx
+
+from app.errors import StoreError, StoreProtocolError
+from app.store.base import (
+    AcquireResult,
+    EventKind,
+    KeyValue,
+    LeaseGrant,
+    Store,
+    WatchEvent,
+)
+from app.store.etcd_client import EtcdClient, EtcdReplyError, JSONObject
+
+
+def b64(data: bytes | str) -> str:
+    """Standard base64 of ``data`` (a str is encoded as UTF-8 first)."""
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    return base64.b64encode(raw).decode("ascii")
+
+
+def prefix_range_end(prefix: bytes) -> bytes:
+    """etcd's range_end for "every key starting with ``prefix``": last byte + 1."""
+    end = bytearray(prefix)
+    while end:
+        if end[-1] < 0xFF:
+            end[-1] += 1
+            return bytes(end)
+        end.pop()
+    return b"\x00"  # no upper bound: every key
+
+
+def _unb64(value: Any, what: str) -> bytes:
+    if not isinstance(value, str):
+        raise StoreProtocolError(f"{what} is not a base64 string: {value!r:.80}")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise StoreProtocolError(f"{what} is not valid base64: {value!r:.80}") from exc
+
+
+def _int64(obj: JSONObject, field: str) -> int:
+    """An int64 field: a JSON string (or number); absent means 0."""
+    value = obj.get(field, 0)
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise StoreProtocolError(f"field {field!r} is not an int64: {value!r:.80}")
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise StoreProtocolError(f"field {field!r} is not an int64: {value!r:.80}") from exc
+
+
+def _object(obj: Any, field: str) -> JSONObject:
+    value = obj.get(field) if isinstance(obj, dict) else None
+    if not isinstance(value, dict):
+        raise StoreProtocolError(f"etcd reply has no object {field!r}")
+    return value
+
+
+def _list(obj: JSONObject, field: str) -> list[Any]:
+    value = obj.get(field, [])
+    if not isinstance(value, list):
+        raise StoreProtocolError(f"field {field!r} is not a list")
+    return value
+
+
+def _revision(reply: JSONObject) -> int:
+    return _int64(_object(reply, "header"), "revision")
+
+
+def _keyvalue(obj: Any) -> KeyValue:
+    if not isinstance(obj, dict):
+        raise StoreProtocolError(f"key-value is not an object: {obj!r:.80}")
+    return KeyValue(
+        key=_unb64(obj.get("key"), "key").decode("utf-8", "replace"),
+        value=_unb64(obj.get("value", ""), "value"),
+        create_revision=_int64(obj, "create_revision"),
+        mod_revision=_int64(obj, "mod_revision"),
+        lease=_int64(obj, "lease"),
+    )
+
+
+def _event(obj: Any) -> WatchEvent:
+    if not isinstance(obj, dict):
+        raise StoreProtocolError(f"watch event is not an object: {obj!r:.80}")
+    kind = obj.get("type", "PUT")
+    current = _keyvalue(obj.get("kv"))
+    if kind == "PUT":
+        return WatchEvent(EventKind.PUT, current, current.mod_revision)
+    if kind == "DELETE":
+        before = obj.get("prev_kv")
+        old = _keyvalue(before) if before is not None else current
+        return WatchEvent(EventKind.DELETE, old, current.mod_revision)
+    raise StoreProtocolError(f"unknown watch event type {kind!r:.40}")
+
+
+class EtcdStore(Store):
+    """A :class:`Store` on etcd v3 through its JSON gateway.
+
+    ``endpoints`` are client URLs (``http://host:2379``); a call moves to the
+    next endpoint on a connect error, a timeout or a 5xx, tries each at most
+    once, then raises ``StoreUnavailable`` (``StoreNoLeader`` if the last one
+    said "no leader"). ``timeout`` bounds each request to one endpoint; keep it
+    well under the lease TTL. With ``username`` the store authenticates and
+    renews its token once per call when etcd rejects it; refused credentials
+    raise ``StoreAuthError``. ``ca_file`` verifies the server, ``cert_file``
+    and ``key_file`` are the client certificate. ``transport`` is the test
+    seam (``httpx.MockTransport``).
+
+    The constructor raises :class:`app.errors.SettingsError` when there is no
+    endpoint or a TLS file cannot be loaded; it does no I/O.
+    """
+
+    name = "etcd"
+
+    def __init__(
+        self,
+        endpoints: list[str],
+        *,
+        timeout: float,
+        username: str | None = None,
+        password: str | None = None,
+        ca_file: str | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._etcd = EtcdClient(
+            endpoints,
+            timeout=timeout,
+            username=username,
+            password=password,
+            ca_file=ca_file,
+            cert_file=cert_file,
+            key_file=key_file,
+            transport=transport,
+        )
+
+    async def grant(self, ttl: int) -> LeaseGrant:
+        """``/lease/grant``. etcd may raise the TTL (its minimum is about 2 s)."""
+        reply = await self._etcd.call("/lease/grant", {"TTL": int(ttl)})
+        lease_id, granted = _int64(reply, "ID"), _int64(reply, "TTL")
+        if lease_id == 0 or granted <= 0:
+            raise StoreProtocolError(f"lease grant reply without ID or TTL: {reply!r:.200}")
+        return LeaseGrant(lease_id, float(granted))
+
+    async def keepalive(self, lease_id: int) -> float:
+        """One ``/lease/keepalive`` POST. A reply without TTL (expired lease) returns 0.0."""
+        reply = await self._etcd.call("/lease/keepalive", {"ID": str(lease_id)})
+        return float(max(_int64(_object(reply, "result"), "TTL"), 0))
+
+    async def revoke(self, lease_id: int) -> None:
+        """``/lease/revoke``; etcd's "lease not found" counts as done."""
+        try:
+            await self._etcd.call("/lease/revoke", {"ID": str(lease_id)})
+        except EtcdReplyError as exc:
+            if not exc.lease_not_found:
+                raise
+
+    async def acquire(self, key: str, value: bytes, lease_id: int) -> AcquireResult:
+        """One txn: if ``key`` has create_revision 0, put it with the lease, else read it.
+
+        Losing returns the holder and the holder's create_revision. A lease
+        that etcd no longer knows also loses (then the key is read separately).
+        """
+        k = b64(key)
+        put: JSONObject = {"key": k, "value": b64(value)}
+        if lease_id:
+            put["lease"] = str(lease_id)
+        body = {
+            "compare": [{"target": "CREATE", "result": "EQUAL", "key": k, "create_revision": "0"}],
+            "success": [{"request_put": put}],
+            "failure": [{"request_range": {"key": k}}],
+        }
+        try:
+            reply = await self._etcd.call("/kv/txn", body)
+        except EtcdReplyError as exc:
+            if not exc.lease_not_found:
+                raise
+            holder, revision = await self.get(key)
+            return self._lost(holder, revision)
+        revision = _revision(reply)
+        if reply.get("succeeded") is True:
+            ours = KeyValue(key, value, revision, revision, lease_id)
+            return AcquireResult(True, revision, ours, revision)
+        holder = None
+        for response in _list(reply, "responses"):
+            kvs = _list(_object(response, "response_range"), "kvs")
+            holder = _keyvalue(kvs[0]) if kvs else None
+        return self._lost(holder, revision)
+
+    @staticmethod
+    def _lost(holder: KeyValue | None, revision: int) -> AcquireResult:
+        return AcquireResult(False, holder.create_revision if holder else 0, holder, revision)
+
+    async def resign(self, key: str, create_revision: int) -> bool:
+        """One txn: delete ``key`` if its create_revision equals ours. True if it deleted."""
+        k = b64(key)
+        body = {
+            "compare": [
+                {
+                    "target": "CREATE",
+                    "result": "EQUAL",
+                    "key": k,
+                    "create_revision": str(create_revision),
+                }
+            ],
+            "success": [{"request_delete_range": {"key": k}}],
+        }
+        reply = await self._etcd.call("/kv/txn", body)
+        if reply.get("succeeded") is not True:
+            return False
+        responses = _list(reply, "responses")
+        deleted = sum(_int64(_object(r, "response_delete_range"), "deleted") for r in responses)
+        return deleted > 0
+
+    async def put(self, key: str, value: bytes, lease_id: int) -> None:
+        """``/kv/put``. A lease etcd no longer knows raises ``StoreError``."""
+        body: JSONObject = {"key": b64(key), "value": b64(value)}
+        if lease_id:
+            body["lease"] = str(lease_id)
+        try:
+            await self._etcd.call("/kv/put", body)
+        except EtcdReplyError as exc:
+            if exc.lease_not_found:
+                raise StoreError(f"lease {lease_id} not found") from exc
+            raise
+
+    async def get(self, key: str) -> tuple[KeyValue | None, int]:
+        """``/kv/range`` of one key: the key (or None) and the header revision."""
+        reply = await self._etcd.call("/kv/range", {"key": b64(key)})
+        kvs = _list(reply, "kvs")
+        return (_keyvalue(kvs[0]) if kvs else None), _revision(reply)
+
+    async def get_prefix(self, prefix: str) -> list[KeyValue]:
+        """``/kv/range`` from ``prefix`` to ``prefix`` with its last byte + 1, sorted by key."""
+        raw = prefix.encode("utf-8")
+        body = {
+            "key": b64(raw if raw else b"\x00"),
+            "range_end": b64(prefix_range_end(raw)),
+            "sort_order": "ASCEND",
+            "sort_target": "KEY",
+        }
+        reply = await self._etcd.call("/kv/range", body)
+        kvs = [_keyvalue(item) for item in _list(reply, "kvs")]
+        return sorted(kvs, key=lambda kv: kv.key)  # code-point order is UTF-8 byte order
+
+    async def watch(self, key: str, start_revision: int, timeout: float) -> list[WatchEvent]:
+        """Watch ``key`` from ``start_revision`` (with ``prev_kv``) for up to ``timeout`` s.
+
+        Returns the first batch of events; a DELETE carries the old key-value
+        when etcd sent ``prev_kv``. Returns ``[]`` when the time ran out or
+        etcd canceled the watch (compacted history included). Raises
+        ``StoreUnavailable`` when no endpoint created the watch.
+        """
+        body = {
+            "create_request": {
+                "key": b64(key),
+                "start_revision": str(max(start_revision, 0)),
+                "prev_kv": True,
+            }
+        }
+        result = await self._etcd.watch(body, timeout)
+        if result is None or result.get("canceled") or result.get("compact_revision"):
+            return []
+        return [_event(e) for e in _list(result, "events")]
+
+    async def close(self) -> None:
+        """Close the HTTP connections. Safe to call twice."""
+        await self._etcd.close()

@@ -1,0 +1,399 @@
+"""Transport to etcd's v3 JSON gateway: endpoints, path prefix, auth, errors.
+
+:class:`EtcdClient` sends one POST per call and returns the decoded JSON
+object. It owns everything that is not the meaning of a reply:
+
+* the ``httpx.AsyncClient``, created lazily inside the running event loop;
+* the path prefix, picked once from ``GET /version``;
+* endpoint rotation: on a connect error, a timeout or a 5xx it moves to the
+  next endpoint, trying each at most once per call;
+* the auth token, sent raw in ``Authorization`` and renewed once per call when
+  etcd says it is invalid;
+* the mapping of every failure onto :mod:`app.errors`.
+
+Nothing here logs a password or a token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import ssl
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar, cast
+
+import httpx
+
+from app.errors import (
+    SettingsError,
+    StoreAuthError,
+    StoreNoLeader,
+    StoreProtocolError,
+    StoreUnavailable,
+)
+
+log = logging.getLogger(__name__)
+
+JSONObject = dict[str, Any]
+T = TypeVar("T")
+
+HASLEADER = {"Grpc-Metadata-Hasleader": "true"}
+GRPC_UNAUTHENTICATED = 16
+GRPC_PERMISSION_DENIED = 7
+GRPC_NOT_FOUND = 5
+GRPC_TRANSIENT = {4, 8, 14}  # DeadlineExceeded, ResourceExhausted, Unavailable
+
+
+class EtcdReplyError(StoreProtocolError):
+    """etcd refused a request with an error we have no other mapping for.
+
+    ``status`` is the HTTP status, ``code`` the gRPC code (0 if unknown).
+    """
+
+    def __init__(self, status: int, code: int, message: str) -> None:
+        super().__init__(f"etcd answered HTTP {status} (gRPC code {code}): {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+    @property
+    def lease_not_found(self) -> bool:
+        return self.code == GRPC_NOT_FOUND and "lease not found" in self.message
+
+
+class _EndpointFailed(Exception):
+    """This endpoint cannot answer now; try the next one."""
+
+    def __init__(self, reason: str, *, no_leader: bool = False) -> None:
+        super().__init__(reason)
+        self.no_leader = no_leader
+
+
+class _TokenRejected(Exception):
+    """etcd wants a (new) token."""
+
+
+def parse_first_json(content: bytes) -> JSONObject:
+    """Decode the first JSON object of a body that may be a stream of JSON lines."""
+    try:
+        text = content.decode("utf-8").lstrip()
+        value, _ = json.JSONDecoder().raw_decode(text)
+    except ValueError as exc:
+        raise StoreProtocolError(f"etcd reply is not JSON: {content[:120]!r}") from exc
+    if not isinstance(value, dict):
+        raise StoreProtocolError(f"etcd reply is not a JSON object: {content[:120]!r}")
+    return value
+
+
+def grpc_error(obj: JSONObject) -> tuple[int, str] | None:
+    """The (gRPC code, message) of an error reply, or None if ``obj`` is no error.
+
+    Unary calls answer ``{"error": "...", "message": "...", "code": N}``;
+    streams answer ``{"error": {"grpc_code": N, "message": "..."}}``.
+    """
+    err = obj.get("error")
+    if not err:
+        return None
+    if isinstance(err, dict):
+        code, message = err.get("grpc_code"), err.get("message")
+    else:
+        code, message = obj.get("code"), obj.get("message") or err
+    return (code if isinstance(code, int) else 0), str(message or "")
+
+
+def path_prefix(version: str) -> str:
+    """``/v3`` for etcd >= 3.4, ``/v3beta`` for 3.3, ``/v3alpha`` for older."""
+    try:
+        major, minor = (int(part) for part in version.split(".")[:2])
+    except ValueError as exc:
+        raise StoreProtocolError(f"cannot read etcd version {version!r}") from exc
+    if (major, minor) >= (3, 4):
+        return "/v3"
+    if (major, minor) == (3, 3):
+        return "/v3beta"
+    return "/v3alpha"
+
+
+def _ssl_context(ca: str | None, cert: str | None, key: str | None) -> ssl.SSLContext:
+    try:
+        context = ssl.create_default_context(cafile=ca)
+    except (OSError, ssl.SSLError) as exc:
+        raise SettingsError("etcd_ca_file", f"cannot load {ca}: {exc}") from exc
+    if cert:
+        try:
+            context.load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as exc:
+            raise SettingsError("etcd_cert_file", f"cannot load {cert}: {exc}") from exc
+    return context
+
+
+def _normalise(endpoint: str) -> str:
+    endpoint = endpoint.strip()
+    endpoint = endpoint if "://" in endpoint else f"http://{endpoint}"
+    try:
+        url = httpx.URL(endpoint)
+    except httpx.InvalidURL as exc:
+        raise SettingsError("etcd_endpoints", f"{endpoint!r} is not a URL: {exc}") from exc
+    if url.scheme not in ("http", "https") or not url.host:
+        raise SettingsError("etcd_endpoints", f"{endpoint!r} is not an http(s) URL with a host")
+    return endpoint.rstrip("/")
+
+
+class EtcdClient:
+    """POSTs JSON to etcd's gateway with failover, auth and error mapping.
+
+    Every public method raises only :class:`app.errors.StoreError` subclasses:
+    ``StoreUnavailable``/``StoreNoLeader`` when no endpoint could answer,
+    ``StoreAuthError`` when credentials are refused, ``StoreProtocolError``
+    (or its subclass :class:`EtcdReplyError`) for replies we cannot use.
+    The constructor raises :class:`app.errors.SettingsError` for bad settings.
+    """
+
+    def __init__(
+        self,
+        endpoints: list[str],
+        *,
+        timeout: float,
+        username: str | None = None,
+        password: str | None = None,
+        ca_file: str | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.endpoints = [_normalise(e) for e in endpoints if e.strip()]
+        if not self.endpoints:
+            raise SettingsError("etcd_endpoints", "at least one endpoint is needed")
+        if timeout <= 0:
+            raise SettingsError("store_timeout", "must be > 0")
+        self.timeout = timeout
+        self._username = username or None
+        self._password = password or ""
+        self._transport = transport
+        self._ssl: ssl.SSLContext | None = None
+        if ca_file or cert_file or any(e.startswith("https://") for e in self.endpoints):
+            self._ssl = _ssl_context(ca_file, cert_file, key_file)
+        self._http: httpx.AsyncClient | None = None
+        self._current = 0
+        self._prefix: str | None = None
+        self._token: str | None = None
+
+    # -- public ------------------------------------------------------------
+
+    async def call(self, method: str, body: JSONObject) -> JSONObject:
+        """POST ``body`` to ``<prefix><method>`` and return the first JSON object of the reply."""
+        return await self._rotate(lambda base: self._with_auth(base, self._post, method, body))
+
+    async def watch(self, body: JSONObject, timeout: float) -> JSONObject | None:
+        """Open a watch and return the first ``result`` that has events or is canceled.
+
+        Returns None when ``timeout`` s pass without one. The watch must be
+        created within the per-request timeout, or the endpoint counts as down.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(timeout, 0.0)
+
+        async def on(base: str) -> JSONObject | None:
+            return await self._with_auth(base, self._watch_on, deadline, body)
+
+        return await self._rotate(on)
+
+    async def close(self) -> None:
+        """Close the HTTP client. Safe to call twice; a later call opens a new one."""
+        http, self._http = self._http, None
+        if http is not None:
+            await http.aclose()
+
+    # -- rotation and auth ------------------------------------------------
+
+    async def _rotate(self, attempt: Callable[[str], Awaitable[T]]) -> T:
+        failure: _EndpointFailed | None = None
+        for _ in range(len(self.endpoints)):
+            base = self.endpoints[self._current]
+            try:
+                return await attempt(base)
+            except _EndpointFailed as exc:
+                failure = exc
+                log.debug("etcd endpoint %s failed: %s", base, exc)
+                self._current = (self._current + 1) % len(self.endpoints)
+        assert failure is not None
+        cause = failure.__cause__ or failure
+        tried = len(self.endpoints)
+        if failure.no_leader:
+            raise StoreNoLeader(f"etcd has no leader ({tried} endpoint(s) tried)") from cause
+        raise StoreUnavailable(f"no etcd endpoint answered ({tried} tried): {failure}") from cause
+
+    async def _with_auth(self, base: str, request: Callable[..., Awaitable[T]], *args: Any) -> T:
+        await self._ensure_ready(base)
+        try:
+            return await request(base, *args)
+        except _TokenRejected as exc:
+            if self._username is None:
+                raise StoreAuthError("etcd requires authentication; no username set") from exc
+        log.info("etcd rejected our auth token; authenticating again")
+        self._token = None
+        await self._ensure_ready(base)
+        try:
+            return await request(base, *args)
+        except _TokenRejected as exc:
+            raise StoreAuthError("etcd rejected a freshly issued token") from exc
+
+    async def _ensure_ready(self, base: str) -> None:
+        if self._prefix is None:
+            self._prefix = await self._probe_version(base)
+        if self._username is not None and self._token is None:
+            self._token = await self._authenticate(base)
+
+    async def _probe_version(self, base: str) -> str:
+        try:
+            async with asyncio.timeout(self.timeout):
+                reply = await self._client().get(base + "/version")
+        except (httpx.HTTPError, TimeoutError) as exc:
+            raise _EndpointFailed(f"GET /version: {type(exc).__name__}") from exc
+        version = self._decode(reply.status_code, reply.content, "GET /version").get("etcdserver")
+        if not isinstance(version, str):
+            raise StoreProtocolError(f"GET {base}/version has no etcdserver field")
+        return path_prefix(version)
+
+    async def _authenticate(self, base: str) -> str:
+        body = {"name": self._username, "password": self._password}
+        reply = await self._send(base, "/auth/authenticate", body, token=False)
+        try:
+            obj = self._decode(reply.status_code, reply.content, "authenticate")
+        except EtcdReplyError as exc:
+            if "authentication is not enabled" in exc.message:
+                log.warning("etcd auth is not enabled; sending no token")
+                return ""
+            raise StoreAuthError(f"etcd refused our credentials: {exc.message}") from exc
+        except _TokenRejected as exc:
+            raise StoreAuthError(f"etcd refused our credentials: {exc}") from exc
+        token = obj.get("token")
+        if not isinstance(token, str) or not token:
+            raise StoreProtocolError("etcd authenticate reply has no token")
+        return token
+
+    # -- one request on one endpoint ---------------------------------------
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                transport=self._transport,
+                verify=self._ssl if self._ssl is not None else True,
+                trust_env=False,
+                timeout=httpx.Timeout(self.timeout),
+                headers=HASLEADER,
+            )
+        return self._http
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": self._token} if self._token else {}
+
+    async def _send(
+        self, base: str, method: str, body: JSONObject, *, token: bool = True
+    ) -> httpx.Response:
+        url = f"{base}{self._prefix}{method}"
+        headers = self._headers() if token else {}
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await self._client().post(url, json=body, headers=headers)
+        except (httpx.HTTPError, TimeoutError) as exc:
+            raise _EndpointFailed(f"POST {method}: {type(exc).__name__}") from exc
+
+    async def _post(self, base: str, method: str, body: JSONObject) -> JSONObject:
+        reply = await self._send(base, method, body)
+        return self._decode(reply.status_code, reply.content, f"POST {method}")
+
+    def _decode(self, status: int, content: bytes, what: str) -> JSONObject:
+        """The reply's first JSON object, or the mapped exception for an error reply."""
+        if status >= 500 or status == 429:
+            try:
+                _, message = grpc_error(parse_first_json(content)) or (0, "")
+            except StoreProtocolError:
+                message = ""
+            raise _EndpointFailed(
+                f"{what}: HTTP {status} {message}".rstrip(), no_leader="no leader" in message
+            )
+        obj = parse_first_json(content)
+        error = grpc_error(obj)
+        if error is None and 200 <= status < 300:
+            return obj
+        code, message = error or (0, f"HTTP {status}")
+        self._raise_for_error(status, code, message)
+        raise EtcdReplyError(status, code, message)
+
+    def _raise_for_error(self, status: int, code: int, message: str) -> None:
+        """Raise the mapped exception for errors that are not the request's own fault."""
+        if "no leader" in message:
+            raise _EndpointFailed(message, no_leader=True)
+        if status >= 500 or status == 429 or code in GRPC_TRANSIENT:
+            raise _EndpointFailed(f"HTTP {status} {message}")
+        if status == 401 or code == GRPC_UNAUTHENTICATED:
+            raise _TokenRejected(message)
+        if "user name is empty" in message:
+            if self._username is not None:
+                raise _TokenRejected(message)
+            raise StoreAuthError("etcd requires authentication; no username set")
+        if status == 403 or code == GRPC_PERMISSION_DENIED:
+            raise StoreAuthError(f"etcd denied the request: {message}")
+
+    # -- watch ---------------------------------------------------------------
+
+    async def _watch_on(self, base: str, deadline: float, body: JSONObject) -> JSONObject | None:
+        loop = asyncio.get_running_loop()
+        create_by = loop.time() + self.timeout
+        http = self._client()
+        request = http.build_request(
+            "POST", f"{base}{self._prefix}/watch", json=body, headers=self._headers(),
+            timeout=httpx.Timeout(self.timeout, read=None),
+        )  # fmt: skip
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                async with asyncio.timeout_at(min(deadline, create_by)):
+                    reply = await http.send(request, stream=True)
+                    stack.push_async_callback(reply.aclose)
+                    if reply.status_code != 200:
+                        self._decode(reply.status_code, await reply.aread(), "watch")
+                    lines = cast(AsyncGenerator[str, None], reply.aiter_lines())
+                    stack.push_async_callback(lines.aclose)
+                    first = await self._next_result(lines)
+            except TimeoutError as exc:
+                if deadline < create_by:
+                    return None
+                raise _EndpointFailed("watch was not created in time") from exc
+            except httpx.HTTPError as exc:
+                raise _EndpointFailed(f"watch: {type(exc).__name__}") from exc
+            if self._watch_verdict(first):
+                return first
+            try:
+                async with asyncio.timeout_at(deadline):
+                    while True:
+                        result = await self._next_result(lines)
+                        if self._watch_verdict(result):
+                            return result
+            except TimeoutError:
+                return None
+            except httpx.HTTPError as exc:
+                raise _EndpointFailed(f"watch stream broke: {type(exc).__name__}") from exc
+
+    async def _next_result(self, lines: AsyncIterator[str]) -> JSONObject:
+        async for line in lines:
+            if not line.strip():
+                continue
+            result = self._decode(200, line.encode(), "watch").get("result")
+            if not isinstance(result, dict):
+                raise StoreProtocolError(f"watch line has no result: {line[:120]!r}")
+            return result
+        raise _EndpointFailed("watch stream ended")
+
+    def _watch_verdict(self, result: JSONObject) -> bool:
+        """True if ``result`` ends the watch: events, compaction or cancel."""
+        if result.get("canceled") or result.get("compact_revision"):
+            reason = str(result.get("cancel_reason") or "")
+            if "invalid auth token" in reason or "Unauthenticated" in reason:
+                raise _TokenRejected(reason)
+            if "permission denied" in reason:
+                raise StoreAuthError(f"etcd denied the watch: {reason}")
+            return True
+        return bool(result.get("events"))

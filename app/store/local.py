@@ -1,0 +1,273 @@
+"""The embedded store: a SQLite file shared by the processes of one host.
+
+Each call is one ``BEGIN IMMEDIATE`` transaction, so calls from several
+processes are serialised by SQLite's file lock. Lease deadlines are kept on
+``time.monotonic()``, which on Linux is the system-wide ``CLOCK_MONOTONIC``,
+so every process on the host measures them on the same clock. Expired leases
+and their keys are swept at the start of every transaction. The revision
+counter lives in the file, so terms keep growing across restarts.
+
+Calls run in a worker thread so that a busy lock never blocks the caller's
+event loop; a lock held past the timeout raises ``StoreUnavailable``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from app.clock import Clock, MonotonicClock
+from app.errors import StoreError, StoreUnavailable
+from app.store.base import (
+    AcquireResult,
+    EventKind,
+    KeyValue,
+    LeaseGrant,
+    Store,
+    WatchEvent,
+)
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta VALUES ('revision', 1), ('lease', 0);
+CREATE TABLE IF NOT EXISTS leases (
+    id INTEGER PRIMARY KEY, ttl REAL NOT NULL, expires_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS kv (
+    key TEXT PRIMARY KEY, value BLOB NOT NULL, create_revision INTEGER NOT NULL,
+    mod_revision INTEGER NOT NULL, lease INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    revision INTEGER PRIMARY KEY, kind TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,
+    create_revision INTEGER NOT NULL, lease INTEGER NOT NULL);
+"""
+_HISTORY = 1000
+_POLL = 0.02
+
+
+class LocalStore(Store):
+    """A store in ``<state_dir>/vipmon.sqlite``. See :mod:`app.store.base`."""
+
+    name = "local"
+
+    def __init__(self, path: Path, *, timeout: float, clock: Clock | None = None) -> None:
+        self.path = path
+        self.timeout = timeout
+        self.clock = clock or MonotonicClock()
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    # -- plumbing ---------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(
+                self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+            )
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.executescript(_SCHEMA)
+            except sqlite3.Error:
+                conn.close()
+                raise
+            self._local.conn = conn
+            with self._lock:
+                self._conns.append(conn)
+        return conn
+
+    def _tx(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._sweep(conn)
+                result = body(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"embedded store {self.path}: {exc}") from exc
+
+    async def _run(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        return await asyncio.to_thread(self._tx, body)
+
+    def _bump(self, conn: sqlite3.Connection) -> int:
+        conn.execute("UPDATE meta SET value = value + 1 WHERE name = 'revision'")
+        return self._revision(conn)
+
+    @staticmethod
+    def _revision(conn: sqlite3.Connection) -> int:
+        return int(conn.execute("SELECT value FROM meta WHERE name='revision'").fetchone()[0])
+
+    def _sweep(self, conn: sqlite3.Connection) -> None:
+        now = self.clock.now()
+        expired = [
+            r[0] for r in conn.execute("SELECT id FROM leases WHERE expires_at <= ?", (now,))
+        ]
+        for lease_id in expired:
+            self._drop_lease(conn, lease_id)
+
+    def _drop_lease(self, conn: sqlite3.Connection, lease_id: int) -> None:
+        conn.execute("DELETE FROM leases WHERE id = ?", (lease_id,))
+        keys = [r[0] for r in conn.execute("SELECT key FROM kv WHERE lease = ?", (lease_id,))]
+        for key in keys:
+            self._delete(conn, key)
+
+    def _read(self, conn: sqlite3.Connection, key: str) -> KeyValue | None:
+        row = conn.execute(
+            "SELECT key, value, create_revision, mod_revision, lease FROM kv WHERE key = ?", (key,)
+        ).fetchone()
+        return KeyValue(row[0], bytes(row[1]), row[2], row[3], row[4]) if row else None
+
+    def _record(self, conn: sqlite3.Connection, kind: EventKind, kv: KeyValue, rev: int) -> None:
+        conn.execute(
+            "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)",
+            (rev, kind.value, kv.key, kv.value, kv.create_revision, kv.lease),
+        )
+        conn.execute("DELETE FROM events WHERE revision <= ?", (rev - _HISTORY,))
+
+    def _delete(self, conn: sqlite3.Connection, key: str) -> None:
+        old = self._read(conn, key)
+        if old is None:
+            return
+        rev = self._bump(conn)
+        conn.execute("DELETE FROM kv WHERE key = ?", (key,))
+        self._record(conn, EventKind.DELETE, old, rev)
+
+    def _put(self, conn: sqlite3.Connection, key: str, value: bytes, lease_id: int) -> KeyValue:
+        old = self._read(conn, key)
+        rev = self._bump(conn)
+        kv = KeyValue(key, value, old.create_revision if old else rev, rev, lease_id)
+        conn.execute(
+            "INSERT OR REPLACE INTO kv VALUES (?, ?, ?, ?, ?)",
+            (key, value, kv.create_revision, rev, lease_id),
+        )
+        self._record(conn, EventKind.PUT, kv, rev)
+        return kv
+
+    def _lease_alive(self, conn: sqlite3.Connection, lease_id: int) -> bool:
+        return conn.execute("SELECT 1 FROM leases WHERE id = ?", (lease_id,)).fetchone() is not None
+
+    # -- the contract -----------------------------------------------------
+
+    async def grant(self, ttl: int) -> LeaseGrant:
+        def body(conn: sqlite3.Connection) -> LeaseGrant:
+            conn.execute("UPDATE meta SET value = value + 1 WHERE name = 'lease'")
+            lease_id = int(conn.execute("SELECT value FROM meta WHERE name='lease'").fetchone()[0])
+            conn.execute(
+                "INSERT INTO leases VALUES (?, ?, ?)", (lease_id, ttl, self.clock.now() + ttl)
+            )
+            return LeaseGrant(lease_id, float(ttl))
+
+        return await self._run(body)
+
+    async def keepalive(self, lease_id: int) -> float:
+        def body(conn: sqlite3.Connection) -> float:
+            row = conn.execute("SELECT ttl FROM leases WHERE id = ?", (lease_id,)).fetchone()
+            if row is None:
+                return 0.0
+            ttl = float(row[0])
+            conn.execute(
+                "UPDATE leases SET expires_at = ? WHERE id = ?", (self.clock.now() + ttl, lease_id)
+            )
+            return ttl
+
+        return await self._run(body)
+
+    async def revoke(self, lease_id: int) -> None:
+        await self._run(lambda conn: self._drop_lease(conn, lease_id))
+
+    async def acquire(self, key: str, value: bytes, lease_id: int) -> AcquireResult:
+        def body(conn: sqlite3.Connection) -> AcquireResult:
+            holder = self._read(conn, key)
+            if holder is not None or not self._lease_alive(conn, lease_id):
+                rev = self._revision(conn)
+                return AcquireResult(False, holder.create_revision if holder else 0, holder, rev)
+            kv = self._put(conn, key, value, lease_id)
+            return AcquireResult(True, kv.create_revision, kv, kv.mod_revision)
+
+        return await self._run(body)
+
+    async def resign(self, key: str, create_revision: int) -> bool:
+        def body(conn: sqlite3.Connection) -> bool:
+            kv = self._read(conn, key)
+            if kv is None or kv.create_revision != create_revision:
+                return False
+            self._delete(conn, key)
+            return True
+
+        return await self._run(body)
+
+    async def put(self, key: str, value: bytes, lease_id: int) -> None:
+        def body(conn: sqlite3.Connection) -> None:
+            if lease_id and not self._lease_alive(conn, lease_id):
+                raise _LeaseGone(lease_id)
+            self._put(conn, key, value, lease_id)
+
+        try:
+            await self._run(body)
+        except _LeaseGone as exc:
+            raise StoreError(f"lease {exc.args[0]} not found") from exc
+
+    async def get(self, key: str) -> tuple[KeyValue | None, int]:
+        return await self._run(lambda conn: (self._read(conn, key), self._revision(conn)))
+
+    async def get_prefix(self, prefix: str) -> list[KeyValue]:
+        def body(conn: sqlite3.Connection) -> list[KeyValue]:
+            rows = conn.execute(
+                "SELECT key, value, create_revision, mod_revision, lease FROM kv "
+                "WHERE substr(key, 1, ?) = ? ORDER BY key",
+                (len(prefix), prefix),
+            )
+            return [KeyValue(r[0], bytes(r[1]), r[2], r[3], r[4]) for r in rows]
+
+        return await self._run(body)
+
+    async def watch(self, key: str, start_revision: int, timeout: float) -> list[WatchEvent]:
+        """Poll the event log every 20 ms; ``[]`` on timeout or compacted history."""
+        deadline = self.clock.now() + timeout
+
+        def body(conn: sqlite3.Connection) -> list[WatchEvent] | None:
+            oldest = conn.execute("SELECT MIN(revision) FROM events").fetchone()[0]
+            if (
+                oldest is not None
+                and start_revision < oldest
+                and start_revision < self._revision(conn) - _HISTORY
+            ):
+                return None
+            rows = conn.execute(
+                "SELECT revision, kind, key, value, create_revision, lease FROM events "
+                "WHERE key = ? AND revision >= ? ORDER BY revision",
+                (key, start_revision),
+            ).fetchall()
+            return [
+                WatchEvent(EventKind(r[1]), KeyValue(r[2], bytes(r[3]), r[4], r[0], r[5]), r[0])
+                for r in rows
+            ]
+
+        while True:
+            events = await self._run(body)
+            if events is None:
+                return []
+            if events or self.clock.now() >= deadline:
+                return events
+            await asyncio.sleep(min(_POLL, max(0.0, deadline - self.clock.now())))
+
+    async def close(self) -> None:
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            conn.close()
+
+
+class _LeaseGone(Exception):
+    pass

@@ -1,0 +1,71 @@
+"""The Store contract, written once and run against every backend.
+
+Each backend's test module builds stores with a factory and calls
+:func:`check_contract`. Lease expiry is exercised by the backend modules,
+because it needs the backend's own notion of time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from app.store.base import EventKind, Store
+
+StoreFactory = Callable[[], Awaitable[Store]]
+
+
+async def check_contract(make: StoreFactory) -> None:
+    a, b = await make(), await make()
+    try:
+        await _check(a, b)
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def _check(a: Store, b: Store) -> None:
+    key = "/contract/leader"
+    la = await a.grant(5)
+    lb = await b.grant(5)
+    assert la.lease_id != lb.lease_id
+    assert la.ttl >= 5
+
+    won = await a.acquire(key, b"A", la.lease_id)
+    assert won.won and won.create_revision > 0
+    lost = await b.acquire(key, b"B", lb.lease_id)
+    assert not lost.won
+    assert lost.holder is not None and lost.holder.value == b"A"
+    assert lost.holder.create_revision == won.create_revision
+    assert lost.holder.lease == la.lease_id
+    assert lost.revision >= won.create_revision
+
+    kv, rev = await b.get(key)
+    assert kv is not None and kv.value == b"A" and rev >= kv.mod_revision
+
+    assert await b.resign(key, won.create_revision + 1000) is False
+    assert (await a.get(key))[0] is not None
+    start = (await a.get(key))[1] + 1
+    assert await a.resign(key, won.create_revision) is True
+    assert (await a.get(key))[0] is None
+    events = await b.watch(key, start, timeout=2.0)
+    assert [e.kind for e in events][:1] == [EventKind.DELETE]
+    assert events[0].kv.value == b"A"
+
+    again = await b.acquire(key, b"B", lb.lease_id)
+    assert again.won and again.create_revision > won.create_revision
+
+    assert await b.keepalive(lb.lease_id) >= 5
+    await b.revoke(lb.lease_id)
+    assert (await a.get(key))[0] is None, "revoking a lease deletes its keys"
+    assert await b.keepalive(lb.lease_id) == 0.0
+    await b.revoke(lb.lease_id)  # revoking a gone lease is not an error
+
+    quiet_from = (await a.get(key))[1] + 1
+    assert await a.watch(key, quiet_from, timeout=0.2) == []
+
+    await a.put("/contract/members/x", b"1", la.lease_id)
+    await a.put("/contract/members/y", b"\xff garbage", 0)
+    await a.put("/contract/membersz", b"no", 0)
+    listed = await b.get_prefix("/contract/members/")
+    assert [kv.key for kv in listed] == ["/contract/members/x", "/contract/members/y"]
+    assert listed[1].value == b"\xff garbage"

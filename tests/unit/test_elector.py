@@ -1,0 +1,207 @@
+"""The elector's steps against the in-memory store on a fake clock."""
+
+import asyncio
+
+from app.clock import FakeClock
+from app.election.elector import Elector
+from app.election.records import leader_key
+from app.role import Role
+from app.settings import load_settings
+from app.store.base import EventKind, KeyValue, WatchEvent
+from app.store.memory import MemoryData, MemoryStore
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+class World:
+    def __init__(self, n: int = 3) -> None:
+        self.clock = FakeClock()
+        self.data = MemoryData(self.clock)
+        self.nodes = [self.node(f"n{i}") for i in range(1, n + 1)]
+
+    def node(self, node_id: str) -> Elector:
+        settings = load_settings({"node_id": node_id}, env={})
+        return Elector(settings, MemoryStore(self.data), self.clock)
+
+    def step_all(self) -> None:
+        for e in self.nodes:
+            run(e.ensure_lease())
+            run(e.renew())
+            run(e.campaign())
+
+    def masters(self) -> list[str]:
+        now = self.clock.now()
+        return [e.settings.node_id for e in self.nodes if e.snapshot.is_master(now)]
+
+
+def test_exactly_one_master_and_term_is_create_revision():
+    w = World()
+    w.step_all()
+    assert len(w.masters()) == 1
+    master = next(e for e in w.nodes if e.snapshot.is_master(w.clock.now()))
+    kv = w.data.keys[leader_key("vipmon")]
+    assert master.snapshot.term == kv.create_revision
+    for e in w.nodes:
+        if e is not master:
+            assert e.role() is Role.STANDBY
+            assert e.snapshot.leader_id == master.settings.node_id
+            assert e.snapshot.term == master.snapshot.term
+
+
+def test_crashed_master_goes_negative_before_anyone_else_turns_positive():
+    w = World(2)
+    w.step_all()
+    old, other = (w.nodes[0], w.nodes[1]) if w.masters() == ["n1"] else (w.nodes[1], w.nodes[0])
+    old_term = old.snapshot.term
+    # The master stops renewing; the standby keeps renewing and campaigning.
+    for _ in range(60):
+        w.clock.advance(0.05)
+        run(other.renew())
+        run(other.campaign())
+        assert len(w.masters()) <= 1
+        if other.snapshot.is_master(w.clock.now()):
+            assert not old.snapshot.is_master(w.clock.now())
+            break
+    assert other.role() is Role.MASTER
+    assert other.snapshot.term > old_term
+    assert old.role() is not Role.MASTER
+
+
+def test_late_and_repeated_watch_events_cannot_make_a_node_positive():
+    w = World(2)
+    w.step_all()
+    master = next(e for e in w.nodes if e.snapshot.is_master(w.clock.now()))
+    standby = next(e for e in w.nodes if e is not master)
+    key = leader_key("vipmon")
+    mine = w.data.keys[key]
+    # A delete of the current term arrives twice at the standby: it only clears its view.
+    delete = WatchEvent(EventKind.DELETE, mine, mine.mod_revision + 1)
+    standby.apply_event(delete)
+    standby.apply_event(delete)
+    assert not standby.snapshot.is_master(w.clock.now())
+    run(standby.campaign())  # the transaction decides: the key is still held
+    assert not standby.snapshot.is_master(w.clock.now())
+    assert standby.snapshot.leader_id == master.settings.node_id
+    # A stale delete of an older term reaches the master: it keeps its term.
+    old = KeyValue(key, b"{}", mine.create_revision - 1, mine.create_revision - 1, 1)
+    master.apply_event(WatchEvent(EventKind.DELETE, old, mine.create_revision))
+    assert master.role() is Role.MASTER
+
+
+def test_master_steps_down_when_its_key_is_deleted_or_overwritten():
+    w = World(2)
+    w.step_all()
+    master = next(e for e in w.nodes if e.snapshot.is_master(w.clock.now()))
+    rev = master.watch_revision
+    w.data.put(leader_key("vipmon"), b"not json", 0)  # someone overwrote it
+    run(master.observe(timeout=0))
+    assert master.role() is Role.UNKNOWN
+    assert master.snapshot.leader_unknown
+    assert rev < master.watch_revision
+
+
+def test_garbage_in_the_leader_key_is_held_by_someone_unknown():
+    w = World(2)
+    w.data.put(leader_key("vipmon"), b"\xff\xfegarbage", 0)
+    w.step_all()
+    assert w.masters() == []
+    for e in w.nodes:
+        assert e.role() is Role.UNKNOWN
+        assert e.snapshot.leader_unknown
+    w.data.delete(leader_key("vipmon"))
+    w.step_all()
+    assert len(w.masters()) == 1
+
+
+def test_garbage_member_record_is_skipped():
+    w = World(1)
+    w.step_all()
+    w.data.put("/vipmon/vipmon/members/zz", b"[1,2]", 0)
+    w.data.put("/vipmon/vipmon/members/yy", b'{"id": "yy"}', 0)
+    run(w.nodes[0].refresh_members())
+    assert [m.node_id for m in w.nodes[0].snapshot.members] == ["n1"]
+
+
+def test_resign_turns_negative_first_then_deletes_then_revokes():
+    w = World(2)
+    w.step_all()
+    master = next(e for e in w.nodes if e.snapshot.is_master(w.clock.now()))
+    standby = next(e for e in w.nodes if e is not master)
+    seen: list[tuple[str, bool]] = []
+    master.store.on_call = lambda op: seen.append((op, master.snapshot.is_master(w.clock.now())))
+    run(master.resign())
+    assert seen == [("resign", False), ("revoke", False)]
+    assert leader_key("vipmon") not in w.data.keys
+    assert master.lease_id is None
+    run(standby.campaign())
+    assert w.masters() == [standby.settings.node_id]
+
+
+def test_acquire_whose_reply_was_lost_is_adopted_by_lease():
+    w = World(1)
+    e = w.nodes[0]
+    run(e.ensure_lease())
+    w.data.put(leader_key("vipmon"), b'{"id": "n1", "url": "http://x"}', e.lease_id)
+    run(e.campaign())
+    assert e.role() is Role.MASTER
+
+
+def test_store_errors_make_a_standby_unknown_once_its_view_is_stale():
+    w = World(2)
+    w.step_all()
+    standby = next(e for e in w.nodes if not e.snapshot.is_master(w.clock.now()))
+    for _ in range(3):
+        standby.store.fail_next()
+        run(standby.renew())
+    assert standby.role() is Role.STANDBY  # what it read is still recent
+    w.clock.advance(2.1)
+    standby.tick()
+    assert standby.role() is Role.UNKNOWN
+    assert standby.snapshot.last_transition is not None
+    assert standby.snapshot.last_transition.to_role is Role.UNKNOWN
+
+
+def test_an_acquire_reply_for_a_lease_that_was_replaced_is_not_a_win():
+    """Found by the model test: the acquire reply lands after the lease expired
+    and a new lease was granted; the key died with the old lease."""
+    w = World(2)
+    e, other = w.nodes
+    run(e.ensure_lease())
+    run(other.ensure_lease())
+    old_lease = e.lease_id
+
+    async def slow_acquire():
+        task = asyncio.create_task(e.campaign())
+        await asyncio.sleep(0)  # the store has processed the acquire; the reply is "in flight"
+        return task
+
+    async def scenario():
+        original = e.store.acquire
+
+        gate = asyncio.Event()
+
+        async def delayed(key, value, lease_id):
+            result = await original(key, value, lease_id)
+            await gate.wait()
+            return result
+
+        e.store.acquire = delayed  # type: ignore[method-assign]
+        task = await slow_acquire()
+        for _ in range(2):  # the other node keeps its lease alive ...
+            w.clock.advance(1.0)
+            await other.renew()
+        w.clock.advance(0.6)  # ... while ours expires in the store
+        await e.renew()  # keepalive says TTL 0: lease lost
+        assert e.lease_id is None
+        await e.ensure_lease()  # a new lease, with a valid deadline
+        assert e.lease_id != old_lease
+        await other.campaign()  # the key is free again: the other node wins
+        gate.set()
+        await task
+
+    run(scenario())
+    now = w.clock.now()
+    assert other.snapshot.is_master(now)
+    assert not e.snapshot.is_master(now)

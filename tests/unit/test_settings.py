@@ -1,0 +1,129 @@
+"""Settings: validated once, refused with the field and the reason."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.errors import SettingsError
+from app.settings import load_settings
+from tests.support.nodes import REPO
+
+
+def refused(cli=None, env=None, config=None) -> SettingsError:
+    with pytest.raises(SettingsError) as info:
+        load_settings(cli or {}, config, env=env or {})
+    return info.value
+
+
+def test_defaults():
+    s = load_settings({}, env={})
+    assert (s.backend, s.port, s.lease_ttl, s.lease_margin, s.cluster) == (
+        "local",
+        8700,
+        2,
+        0.5,
+        "vipmon",
+    )
+    assert s.effective_renew_interval == 0.5
+    assert s.effective_store_timeout == 0.5
+
+
+@pytest.mark.parametrize(
+    ("cli", "field", "words"),
+    [
+        ({"backend": "zookeeper"}, "backend", "'local' or 'etcd'"),
+        ({"lease_ttl": "1"}, "lease_ttl", "no room"),
+        ({"lease_ttl": "2", "lease_margin": "2"}, "lease_margin", "no validity"),
+        ({"lease_ttl": "2", "renew_interval": "1.2"}, "lease_ttl", "renew_interval"),
+        ({"etcd_endpoints": "127.0.0.1:2379"}, "etcd_endpoints", "not an http"),
+        ({"etcd_endpoints": "http://h:99999"}, "etcd_endpoints", "bad port"),
+        ({"port": "0"}, "port", "greater than or equal to 1"),
+        ({"node_id": "bad id!"}, "node_id", "characters"),
+        ({"etcd_cert_file": "/c.pem"}, "etcd_cert_file", "etcd_key_file"),
+        ({"advertise_url": "n1:8700"}, "advertise_url", "not an http"),
+    ],
+)
+def test_bad_values_name_the_field_and_the_reason(cli, field, words):
+    err = refused(cli)
+    assert err.field == field
+    assert words in err.reason
+
+
+def test_env_and_cli_precedence(tmp_path: Path):
+    cfg = tmp_path / "vipmon.toml"
+    cfg.write_text('cluster = "from-file"\nport = 9000\nlease-ttl = 4\n')
+    s = load_settings({"port": "9100"}, cfg, env={"VIPMON_CLUSTER": "from-env"})
+    assert (s.cluster, s.port, s.lease_ttl) == ("from-env", 9100, 4)
+
+
+def test_env_splits_endpoints():
+    s = load_settings({}, env={"VIPMON_ETCD_ENDPOINTS": "http://a:1, https://b:2/"})
+    assert s.etcd_endpoints == ["http://a:1", "https://b:2"]
+
+
+def test_yaml_config(tmp_path: Path):
+    cfg = tmp_path / "vipmon.yaml"
+    cfg.write_text("backend: etcd\netcd_endpoints: [http://127.0.0.1:2379]\n")
+    assert load_settings({}, cfg, env={}).backend == "etcd"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "words"),
+    [
+        ("missing.toml", None, "cannot read"),
+        ("bad.toml", "port = [", "not valid"),
+        ("bad.yaml", "- a\n- b\n", "mapping"),
+        ("vipmon.ini", "port=1", ".toml, .yaml"),
+        ("typo.toml", "prot = 1", "unknown setting"),
+    ],
+)
+def test_bad_config_files(tmp_path: Path, name, text, words):
+    path = tmp_path / name
+    if text is not None:
+        path.write_text(text)
+    err = refused(config=path)
+    assert words in err.reason
+
+
+def test_cli_exits_2_with_one_line_and_no_traceback(tmp_path: Path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "app", "run", "--backend", "zookeeper"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "vipmon: invalid setting 'backend': Input should be 'local' or 'etcd'"
+    ]
+
+
+def test_cli_refuses_a_state_dir_it_cannot_create(tmp_path: Path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "app",
+            "run",
+            "--state-dir",
+            str(blocker / "sub"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "1",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 2
+    assert "invalid setting 'state_dir'" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,98 @@
+"""The embedded SQLite store: the contract, expiry on the shared clock, persistence."""
+
+import asyncio
+from pathlib import Path
+
+from app.clock import FakeClock
+from app.errors import StoreUnavailable
+from app.store.local import LocalStore
+from app.store.memory import MemoryData, MemoryStore
+from tests.store_contract import check_contract
+
+
+def test_local_store_keeps_the_contract(tmp_path: Path):
+    async def make():
+        return LocalStore(tmp_path / "s.sqlite", timeout=1.0)
+
+    asyncio.run(check_contract(make))
+
+
+def test_memory_store_keeps_the_contract():
+    data = MemoryData(FakeClock())
+
+    async def make():
+        return MemoryStore(data)
+
+    asyncio.run(check_contract(make))
+
+
+def test_local_lease_expires_ttl_after_the_last_keepalive(tmp_path: Path):
+    clock = FakeClock()
+
+    async def go():
+        s = LocalStore(tmp_path / "s.sqlite", timeout=1.0, clock=clock)
+        lease = await s.grant(2)
+        assert (await s.acquire("/k", b"v", lease.lease_id)).won
+        clock.advance(1.9)
+        assert await s.keepalive(lease.lease_id) == 2.0
+        clock.advance(1.9)
+        assert (await s.get("/k"))[0] is not None
+        clock.advance(0.2)
+        assert (await s.get("/k"))[0] is None
+        assert await s.keepalive(lease.lease_id) == 0.0
+        await s.close()
+
+    asyncio.run(go())
+
+
+def test_terms_keep_growing_across_reopen(tmp_path: Path):
+    async def go():
+        terms = []
+        for _ in range(3):
+            s = LocalStore(tmp_path / "s.sqlite", timeout=1.0)
+            lease = await s.grant(5)
+            result = await s.acquire("/k", b"v", lease.lease_id)
+            terms.append(result.create_revision)
+            await s.revoke(lease.lease_id)
+            await s.close()
+        return terms
+
+    terms = asyncio.run(go())
+    assert terms == sorted(set(terms))
+
+
+def test_an_unopenable_file_is_store_unavailable(tmp_path: Path):
+    (tmp_path / "dir.sqlite").mkdir()
+
+    async def go():
+        s = LocalStore(tmp_path / "dir.sqlite", timeout=0.2)
+        try:
+            await s.grant(2)
+        finally:
+            await s.close()
+
+    try:
+        asyncio.run(go())
+    except StoreUnavailable as exc:
+        assert "dir.sqlite" in str(exc)
+    else:
+        raise AssertionError("expected StoreUnavailable")
+
+
+def test_garbage_file_is_store_unavailable(tmp_path: Path):
+    path = tmp_path / "s.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+
+    async def go():
+        s = LocalStore(path, timeout=0.2)
+        try:
+            await s.get("/k")
+        finally:
+            await s.close()
+
+    try:
+        asyncio.run(go())
+    except StoreUnavailable:
+        pass
+    else:
+        raise AssertionError("expected StoreUnavailable")
