@@ -22,7 +22,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.nodes import Cluster, Node  # noqa: E402
+from tests.support.nodes import Cluster, Node
 
 POLL_LIMIT_S = 30.0
 
