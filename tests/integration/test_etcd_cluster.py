@@ -64,8 +64,13 @@ def test_sigstop_master_longer_than_ttl(nodes: Cluster):
 
 def test_cluster_lists_every_member(nodes: Cluster):
     master = nodes.wait_master()
+
+    def listed() -> list[str]:
+        return sorted(m["id"] for m in nodes.nodes[0].get("/cluster").json()["members"])
+
+    # Member lists refresh about every second: wait for the last node to appear.
+    wait_for(lambda: listed() == ["n1", "n2", "n3"], timeout=10, interval=0.1, what="3 members")
     body = nodes.nodes[0].get("/cluster").json()
-    assert sorted(m["id"] for m in body["members"]) == ["n1", "n2", "n3"]
     assert [m["id"] for m in body["members"] if m["is_master"]] == [master.node_id]
 
 
