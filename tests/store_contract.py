@@ -69,3 +69,22 @@ async def _check(a: Store, b: Store) -> None:
     listed = await b.get_prefix("/contract/members/")
     assert [kv.key for kv in listed] == ["/contract/members/x", "/contract/members/y"]
     assert listed[1].value == b"\xff garbage"
+
+
+async def check_absent_guard(make: StoreFactory) -> None:
+    """``acquire(..., absent=[k])`` loses while ``k`` exists, atomically."""
+    s = await make()
+    try:
+        lease = await s.grant(5)
+        await s.put("/guard/pause", b"{}", 0)
+        blocked = await s.acquire("/guard/leader", b"A", lease.lease_id, absent=["/guard/pause"])
+        assert not blocked.won and blocked.holder is None
+        assert (await s.get("/guard/leader"))[0] is None
+        _, rev = await s.get("/guard/pause")
+        await s.resign("/guard/pause", (await s.get("/guard/pause"))[0].create_revision)
+        assert rev > 0
+        won = await s.acquire("/guard/leader", b"A", lease.lease_id, absent=["/guard/pause"])
+        assert won.won
+        await s.revoke(lease.lease_id)
+    finally:
+        await s.close()

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import abc
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -98,8 +99,14 @@ class Store(abc.ABC):
         """Drop a lease and every key bound to it. Revoking a gone lease is not an error."""
 
     @abc.abstractmethod
-    async def acquire(self, key: str, value: bytes, lease_id: int) -> AcquireResult:
-        """Put ``key`` bound to ``lease_id`` only if it does not exist."""
+    async def acquire(
+        self, key: str, value: bytes, lease_id: int, absent: Sequence[str] = ()
+    ) -> AcquireResult:
+        """Put ``key`` bound to ``lease_id`` only if it and every key in ``absent`` do not exist.
+
+        A key in ``absent`` that exists makes the acquire lose with ``holder``
+        set to the current ``key`` (or None): blocked, not held.
+        """
 
     @abc.abstractmethod
     async def resign(self, key: str, create_revision: int) -> bool:

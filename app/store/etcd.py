@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -176,8 +177,10 @@ class EtcdStore(Store):
             if not exc.lease_not_found:
                 raise
 
-    async def acquire(self, key: str, value: bytes, lease_id: int) -> AcquireResult:
-        """One txn: if ``key`` has create_revision 0, put it with the lease, else read it.
+    async def acquire(
+        self, key: str, value: bytes, lease_id: int, absent: Sequence[str] = ()
+    ) -> AcquireResult:
+        """One txn: if ``key`` and each ``absent`` key have create_revision 0, put; else read.
 
         Losing returns the holder and the holder's create_revision. A lease
         that etcd no longer knows also loses (then the key is read separately).
@@ -187,7 +190,10 @@ class EtcdStore(Store):
         if lease_id:
             put["lease"] = str(lease_id)
         body = {
-            "compare": [{"target": "CREATE", "result": "EQUAL", "key": k, "create_revision": "0"}],
+            "compare": [
+                {"target": "CREATE", "result": "EQUAL", "key": b64(name), "create_revision": "0"}
+                for name in (key, *absent)
+            ],
             "success": [{"request_put": put}],
             "failure": [{"request_range": {"key": k}}],
         }

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -186,10 +186,13 @@ class LocalStore(Store):
     async def revoke(self, lease_id: int) -> None:
         await self._run(lambda conn: self._drop_lease(conn, lease_id))
 
-    async def acquire(self, key: str, value: bytes, lease_id: int) -> AcquireResult:
+    async def acquire(
+        self, key: str, value: bytes, lease_id: int, absent: Sequence[str] = ()
+    ) -> AcquireResult:
         def body(conn: sqlite3.Connection) -> AcquireResult:
             holder = self._read(conn, key)
-            if holder is not None or not self._lease_alive(conn, lease_id):
+            blocked = any(self._read(conn, k) is not None for k in absent)
+            if holder is not None or blocked or not self._lease_alive(conn, lease_id):
                 rev = self._revision(conn)
                 return AcquireResult(False, holder.create_revision if holder else 0, holder, rev)
             kv = self._put(conn, key, value, lease_id)

@@ -10,7 +10,7 @@ exactly ``ttl`` after the last grant or keepalive.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from app.clock import Clock
@@ -112,10 +112,13 @@ class MemoryStore(Store):
         if lease_id in self.data.leases:
             self.data.drop_lease(lease_id)
 
-    async def acquire(self, key: str, value: bytes, lease_id: int) -> AcquireResult:
+    async def acquire(
+        self, key: str, value: bytes, lease_id: int, absent: Sequence[str] = ()
+    ) -> AcquireResult:
         self._enter("acquire")
         holder = self.data.keys.get(key)
-        if holder is not None or lease_id not in self.data.leases:
+        blocked = any(k in self.data.keys for k in absent)
+        if holder is not None or blocked or lease_id not in self.data.leases:
             return AcquireResult(
                 False, holder.create_revision if holder else 0, holder, self.data.revision
             )

@@ -7,7 +7,7 @@ from app.clock import FakeClock
 from app.errors import StoreUnavailable
 from app.store.local import LocalStore
 from app.store.memory import MemoryData, MemoryStore
-from tests.store_contract import check_contract
+from tests.store_contract import check_absent_guard, check_contract
 
 
 def test_local_store_keeps_the_contract(tmp_path: Path):
@@ -15,6 +15,7 @@ def test_local_store_keeps_the_contract(tmp_path: Path):
         return LocalStore(tmp_path / "s.sqlite", timeout=1.0)
 
     asyncio.run(check_contract(make))
+    asyncio.run(check_absent_guard(make))
 
 
 def test_memory_store_keeps_the_contract():
@@ -24,6 +25,7 @@ def test_memory_store_keeps_the_contract():
         return MemoryStore(data)
 
     asyncio.run(check_contract(make))
+    asyncio.run(check_absent_guard(make))
 
 
 def test_local_lease_expires_ttl_after_the_last_keepalive(tmp_path: Path):
