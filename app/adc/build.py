@@ -1,0 +1,295 @@
+"""Turn parsed ``adc-config`` arguments into a config text, validating every value.
+
+:func:`build` is the whole contract: it returns the text to print, or raises
+:class:`~app.adc.model.AdcError` naming the first bad argument and why.
+Timers that would let the ADC hold two servers UP at once are refused unless
+``--allow-overlap`` is given (the bench uses it for HAProxy's defaults).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from collections.abc import Callable
+
+from app.adc import f5, haproxy, nginx
+from app.adc.model import AdcError, AdcNode, check_name, parse_endpoint, parse_nodes, require_ip
+from app.adc.timers import (
+    Assessment,
+    F5Timers,
+    HaproxyTimers,
+    NginxPlusTimers,
+    NodeTiming,
+    assess,
+    passive_lines,
+)
+
+STATE_FILE = "/var/lib/haproxy/vipmon-servers.state"
+TARGETS = ("haproxy", "haproxy-state", "f5", "nginx-plus", "nginx")
+
+# Which target-specific options each target takes (the rest must stay unset).
+_HAPROXY = {
+    "interval",
+    "fastinter",
+    "downinter",
+    "rise",
+    "fall",
+    "timeout",
+    "connect_timeout",
+    "check",
+    "agent_port",
+    "agent_interval",
+    "mode",
+    "stats_socket",
+    "state_file",
+    "host_header",
+}
+APPLIES = {
+    "haproxy": _HAPROXY,
+    "haproxy-state": _HAPROXY,
+    "f5": {"interval", "timeout", "time_until_up", "partition", "host_header"},
+    "nginx-plus": {"interval", "jitter", "rise", "fall", "timeout", "host_header"},
+    "nginx": {"connect_timeout", "tries"},
+}
+SPECIFIC = set().union(*APPLIES.values())
+_HOST_HEADER_CHARS = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:[]"
+)
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def _positive(args: argparse.Namespace, dest: str, default: float) -> float:
+    value = getattr(args, dest)
+    if value is None:
+        return default
+    if not value > 0:
+        raise AdcError(_flag(dest), f"{value} must be greater than 0")
+    return float(value)
+
+
+def _count(args: argparse.Namespace, dest: str, default: int, least: int = 1) -> int:
+    value = getattr(args, dest)
+    if value is None:
+        return default
+    if value < least:
+        raise AdcError(_flag(dest), f"{value} must be at least {least}")
+    return int(value)
+
+
+def _whole(args: argparse.Namespace, dest: str, default: int, least: int) -> int:
+    value = getattr(args, dest)
+    if value is None:
+        return default
+    if value != int(value) or value < least:
+        raise AdcError(_flag(dest), f"{value}: F5 takes whole seconds, at least {least}")
+    return int(value)
+
+
+def _check_applies(args: argparse.Namespace) -> None:
+    for dest in sorted(SPECIFIC - APPLIES[args.target]):
+        if getattr(args, dest) is not None:
+            raise AdcError(_flag(dest), f"does not apply to {args.target}")
+
+
+def _node_timing(args: argparse.Namespace) -> NodeTiming:
+    ttl = _positive(args, "lease_ttl", 2.0)
+    timing = NodeTiming(ttl, args.renew_interval, _positive(args, "lease_margin", 0.5))
+    if not 0 < timing.renew < ttl:
+        raise AdcError("--renew-interval", f"{timing.renew} must be between 0 and the TTL {ttl}")
+    if timing.lease_margin >= ttl:
+        raise AdcError("--lease-margin", f"{timing.lease_margin} leaves no validity in TTL {ttl}")
+    return timing
+
+
+def _refuse_overlap(args: argparse.Namespace, figures: Assessment, timer_flag: str) -> None:
+    if not figures.safe and not args.allow_overlap:
+        how_long = (
+            f"for up to {figures.overlap:g} s"
+            if figures.overlap > 0
+            else "for an instant (a tie that round trips decide)"
+        )
+        raise AdcError(
+            timer_flag,
+            f"these timers let the ADC hold two servers UP {how_long}; change the "
+            "timers (see the figures with --allow-overlap) or pass --allow-overlap",
+        )
+
+
+def _host_header(args: argparse.Namespace) -> str:
+    value: str = args.host_header or "vipmon"
+    if not set(value) <= _HOST_HEADER_CHARS:
+        raise AdcError("--host-header", f"{value!r} is not a host name")
+    return value
+
+
+def _path(args: argparse.Namespace, dest: str, default: str) -> str:
+    value: str = getattr(args, dest) or default
+    if not value.startswith("/") or any(c.isspace() for c in value):
+        raise AdcError(_flag(dest), f"{value!r} must be an absolute path without spaces")
+    return value
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The canonical command that reproduces this output (only options that were given)."""
+    words = ["vipmon", "adc-config", args.target]
+    if args.vip:
+        words += ["--vip", args.vip]
+    for node in args.node:
+        words += ["--node", node]
+    for dest in ["monitor_port", *sorted(SPECIFIC), "lease_ttl", "renew_interval", "lease_margin"]:
+        value = getattr(args, dest)
+        if value is not None:
+            words += [_flag(dest), f"{value:g}" if isinstance(value, float) else str(value)]
+    if args.allow_overlap:
+        words.append("--allow-overlap")
+    return shlex.join(words)
+
+
+def _haproxy_config(args: argparse.Namespace, nodes: tuple[AdcNode, ...]) -> haproxy.HaproxyConfig:
+    interval = _positive(args, "interval", 1.0)
+    timers = HaproxyTimers(
+        inter=interval,
+        fastinter=_positive(args, "fastinter", interval),
+        downinter=_positive(args, "downinter", interval),
+        rise=_count(args, "rise", 3),
+        fall=_count(args, "fall", 1),
+        timeout_check=_positive(args, "timeout", 0.5),
+        timeout_connect=_positive(args, "connect_timeout", 1.0),
+    )
+    check: haproxy.CheckStyle = args.check or "status"
+    if (check == "agent") != (args.agent_port is not None):
+        raise AdcError("--agent-port", "give it exactly when --check agent is chosen")
+    if args.agent_port is not None and not 1 <= args.agent_port <= 65535:
+        raise AdcError("--agent-port", f"{args.agent_port} is not a port number (1-65535)")
+    state_file = None if args.state_file == "none" else _path(args, "state_file", STATE_FILE)
+    return haproxy.HaproxyConfig(
+        vip=parse_endpoint(args.vip, "--vip"),
+        nodes=nodes,
+        timers=timers,
+        check=check,
+        mode=args.mode or "tcp",
+        name=check_name(args.name or "vipmon", "--name"),
+        host_header=_host_header(args),
+        stats_socket=_path(args, "stats_socket", "/run/haproxy/vipmon.sock"),
+        state_file=state_file,
+        agent_port=args.agent_port,
+        agent_inter=_positive(args, "agent_interval", interval),
+    )
+
+
+def _build_haproxy(
+    args: argparse.Namespace, nodes: tuple[AdcNode, ...], node: NodeTiming, command: str
+) -> str:
+    if args.target == "haproxy-state":
+        for n in nodes:
+            require_ip(n.app, "--node", "HAProxy reads srv_addr in a state file as an address")
+        name = check_name(args.name or "vipmon", "--name")
+        return haproxy.render_state(
+            f"{name}_nodes", nodes, agent=args.check == "agent", command=command
+        )
+    config = _haproxy_config(args, nodes)
+    figures = assess(config.timers, node)
+    _refuse_overlap(args, figures, "--rise")
+    return haproxy.render(config, figures, command)
+
+
+def _build_f5(
+    args: argparse.Namespace, nodes: tuple[AdcNode, ...], node: NodeTiming, command: str
+) -> str:
+    interval = _whole(args, "interval", 1, 1)
+    timeout = _whole(args, "timeout", 3 * interval + 1, 1)
+    timers = F5Timers(interval, timeout, _whole(args, "time_until_up", timeout + interval, 0))
+    vip = parse_endpoint(args.vip, "--vip")
+    require_ip(vip, "--vip", "an F5 virtual server listens on an address")
+    for n in nodes:
+        require_ip(n.app, "--node", "the script creates F5 nodes by address")
+    figures = assess(timers, node)
+    _refuse_overlap(args, figures, "--time-until-up")
+    config = f5.F5Config(
+        vip,
+        nodes,
+        timers,
+        check_name(args.name or "vipmon", "--name"),
+        check_name(args.partition or "Common", "--partition"),
+        _host_header(args),
+    )
+    return f5.render(config, figures.lines, command)
+
+
+def _build_nginx_plus(
+    args: argparse.Namespace, nodes: tuple[AdcNode, ...], node: NodeTiming, command: str
+) -> str:
+    ports = {n.monitor_port for n in nodes}
+    if len(ports) > 1:
+        raise AdcError(
+            "--node",
+            "NGINX Plus health_check takes one port= for every server; "
+            f"the nodes use {sorted(ports)}",
+        )
+    timeout = _positive(args, "timeout", 0.5)
+    jitter = args.jitter if args.jitter is not None else 0.0
+    if jitter < 0:
+        raise AdcError("--jitter", f"{jitter} must not be negative")
+    timers = NginxPlusTimers(
+        _positive(args, "interval", 1.0),
+        jitter,
+        _count(args, "fall", 1),
+        _count(args, "rise", 3),
+        timeout,
+        timeout,
+    )
+    figures = assess(timers, node)
+    _refuse_overlap(args, figures, "--rise")
+    config = nginx.NginxConfig(
+        parse_endpoint(args.vip, "--vip"),
+        nodes,
+        check_name(args.name or "vipmon", "--name"),
+        _host_header(args),
+    )
+    return nginx.render_plus(config, timers, figures.lines, command)
+
+
+def _build_nginx(
+    args: argparse.Namespace, nodes: tuple[AdcNode, ...], node: NodeTiming, command: str
+) -> str:
+    tries = _count(args, "tries", len(nodes))
+    if tries < len(nodes):
+        raise AdcError(
+            "--tries",
+            f"{tries} is fewer than the {len(nodes)} nodes: a request "
+            "could be turned away by every standby it tries and miss the master",
+        )
+    connect = _positive(args, "connect_timeout", 1.0)
+    config = nginx.NginxConfig(
+        parse_endpoint(args.vip, "--vip"),
+        nodes,
+        check_name(args.name or "vipmon", "--name"),
+        connect_timeout=connect,
+        tries=tries,
+    )
+    return nginx.render_passive(config, passive_lines(node, tries, connect), command)
+
+
+_BUILDERS: dict[str, Callable[[argparse.Namespace, tuple[AdcNode, ...], NodeTiming, str], str]]
+_BUILDERS = {
+    "haproxy": _build_haproxy,
+    "haproxy-state": _build_haproxy,
+    "f5": _build_f5,
+    "nginx-plus": _build_nginx_plus,
+    "nginx": _build_nginx,
+}
+
+
+def build(args: argparse.Namespace) -> str:
+    """The config text for ``args.target``. Raises AdcError on the first bad argument."""
+    _check_applies(args)
+    if args.target != "haproxy-state" and not args.vip:
+        raise AdcError("--vip", f"required for {args.target}")
+    monitor_port = args.monitor_port if args.monitor_port is not None else 8700
+    if not 1 <= monitor_port <= 65535:
+        raise AdcError("--monitor-port", f"{monitor_port} is not a port number (1-65535)")
+    nodes = parse_nodes(args.node, monitor_port)
+    return _BUILDERS[args.target](args, nodes, _node_timing(args), command_line(args))

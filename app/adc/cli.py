@@ -1,0 +1,131 @@
+"""The ``adc-config`` and ``demo`` subcommands, for ``app.cli`` to mount.
+
+``add_adc_parsers(sub)`` adds both to a subparsers action; each sets
+``func``, which takes the parsed namespace and returns the exit status:
+0 on success, 2 with one line ``vipmon adc-config: argument --X: reason`` on
+stderr for a bad argument (argparse's own errors also exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from app.adc.build import TARGETS, build
+from app.adc.model import AdcError
+
+EXIT_USAGE = 2
+
+_DESCRIPTION = """\
+Print a ready config for an ADC in front of the nodes: HAProxy (haproxy, and
+haproxy-state for its server-state seed), F5 BIG-IP tmsh commands (f5), NGINX
+Plus active checks (nginx-plus) or open-source nginx's passive pattern (nginx).
+The config starts with comments giving, for the chosen timers, the worst-case
+failover time and whether the ADC can ever hold two servers UP at once; timers
+that allow that are refused unless --allow-overlap is given.
+"""
+
+
+def _add_adc_config(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "adc-config", help="print a load balancer config for the nodes", description=_DESCRIPTION
+    )
+    p.add_argument("target", choices=TARGETS)
+    p.add_argument("--vip", metavar="HOST:PORT", help="address the ADC serves the VIP on")
+    p.add_argument(
+        "--node",
+        action="append",
+        default=[],
+        metavar="NAME=HOST:PORT[/MONITOR_PORT]",
+        help="a node: its application address, and its monitor port (repeatable)",
+    )
+    p.add_argument(
+        "--monitor-port", type=int, metavar="N", help="vipmon's port on every node (default 8700)"
+    )
+    timers = p.add_argument_group("check timers (seconds; each applies to some targets)")
+    timers.add_argument("--interval", type=float, help="between checks (default 1)")
+    timers.add_argument("--fastinter", type=float, help="HAProxy, while changing state")
+    timers.add_argument("--downinter", type=float, help="HAProxy, while DOWN")
+    timers.add_argument("--rise", type=int, help="passes to go UP (default 3)")
+    timers.add_argument("--fall", type=int, help="failures to go DOWN (default 1)")
+    timers.add_argument(
+        "--timeout", type=float, help="check reply timeout (default 0.5; F5: 3 x interval + 1)"
+    )
+    timers.add_argument("--connect-timeout", type=float, help="HAProxy/nginx connect (default 1)")
+    timers.add_argument(
+        "--time-until-up",
+        type=float,
+        help="F5: good answers needed this long (default timeout + interval)",
+    )
+    timers.add_argument("--jitter", type=float, help="NGINX Plus check jitter (default 0)")
+    timers.add_argument("--tries", type=int, help="nginx: proxy_next_upstream_tries (nodes)")
+    hap = p.add_argument_group("HAProxy")
+    hap.add_argument(
+        "--check",
+        choices=("status", "drain", "agent"),
+        help="status 200 only (default), DRAINING as NOLB, or with agent-check",
+    )
+    hap.add_argument("--agent-port", type=int, help="vipmon's agent port (--check agent)")
+    hap.add_argument("--agent-interval", type=float, help="agent-inter (default --interval)")
+    hap.add_argument("--mode", choices=("tcp", "http"), help="proxy mode (default tcp)")
+    hap.add_argument("--stats-socket", help="runtime API socket path")
+    hap.add_argument("--state-file", help="server-state file path, or 'none'")
+    names = p.add_argument_group("names")
+    names.add_argument("--name", help="prefix of every object name (default vipmon)")
+    names.add_argument("--host-header", help="Host header of the checks (default vipmon)")
+    names.add_argument("--partition", help="F5 partition (default Common)")
+    lease = p.add_argument_group("the nodes' lease timers, for the figures")
+    lease.add_argument("--lease-ttl", type=float, help="default 2")
+    lease.add_argument("--renew-interval", type=float, help="default TTL/4")
+    lease.add_argument("--lease-margin", type=float, help="default 0.5")
+    p.add_argument(
+        "--allow-overlap",
+        action="store_true",
+        help="accept timers that can hold two servers UP at once",
+    )
+    p.set_defaults(func=run_adc_config)
+
+
+def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from app.demo import add_demo_arguments, run_demo
+
+    p = sub.add_parser(
+        "demo",
+        help="run a 3-node cluster behind HAProxy on this host",
+        description="Start three nodes on the embedded store on loopback "
+        "ports, put HAProxy in front when it is installed, and print a live "
+        "table. Ctrl-C stops exactly what the demo started.",
+    )
+    add_demo_arguments(p)
+    p.set_defaults(func=run_demo)
+
+
+def add_adc_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``adc-config`` and ``demo`` subcommands to ``sub``."""
+    _add_adc_config(sub)
+    _add_demo(sub)
+
+
+def run_adc_config(args: argparse.Namespace) -> int:
+    """Print the config for ``args``; exit status 0, or 2 naming a bad argument."""
+    try:
+        text = build(args)
+    except AdcError as exc:
+        print(f"vipmon adc-config: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    sys.stdout.write(text)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one of the two subcommands on its own: ``python -m app.adc.cli adc-config ...``."""
+    parser = argparse.ArgumentParser(prog="vipmon")
+    add_adc_parsers(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    status: int = args.func(args)
+    return status
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

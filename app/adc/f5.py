@@ -1,0 +1,124 @@
+"""F5 BIG-IP LTM: a shell script of ``tmsh -c`` commands for the monitor, pool and virtual.
+
+The HTTP monitor sends a full HTTP/1.1 request (Host, ``Connection: Close``)
+to each node's monitor port and matches its receive strings, as regular
+expressions, against the whole response (status line, headers, body):
+
+* ``recv "ROLE=MASTER"`` matches only the master: UP (enabled), at once;
+* ``recv-disable "ROLE=DRAINING"``: UP (disabled), at once; existing
+  connections go on, no new ones arrive;
+* anything else matches neither: the member is DOWN once ``timeout`` passes
+  with no good answer.
+
+A status code plays no part: F5 ignores it. Members sharing a monitor port
+share one monitor; each other port gets its own (``destination *:PORT``).
+Rendering never fails; arguments are validated in :mod:`app.adc.cli`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.adc.model import AdcNode, Endpoint
+from app.adc.text import header
+from app.adc.timers import F5Timers
+
+RECV = "ROLE=MASTER"
+RECV_DISABLE = "ROLE=DRAINING"
+
+
+@dataclass(frozen=True)
+class F5Config:
+    """Everything the tmsh script needs. Hosts are IP literals (the CLI checks)."""
+
+    vip: Endpoint
+    nodes: tuple[AdcNode, ...]
+    timers: F5Timers
+    name: str = "vipmon"
+    partition: str = "Common"
+    host_header: str = "vipmon"
+
+    def path(self, name: str) -> str:
+        return f"/{self.partition}/{name}"
+
+    def monitor_name(self, port: int) -> str:
+        ports = {n.monitor_port for n in self.nodes}
+        return self.path(
+            f"{self.name}_monitor" if len(ports) == 1 else f"{self.name}_monitor_{port}"
+        )
+
+
+def send_string(host_header: str) -> str:
+    """The monitor's send string, in tmsh notation (``\\r\\n`` written as backslash escapes)."""
+    return f"GET /monitor HTTP/1.1\\r\\nHost: {host_header}\\r\\nConnection: Close\\r\\n\\r\\n"
+
+
+def _dest(endpoint: Endpoint) -> str:
+    """F5 writes IPv4 as addr:port and IPv6 as addr.port."""
+    sep = "." if endpoint.is_ipv6 else ":"
+    return f"{endpoint.host}{sep}{endpoint.port}"
+
+
+def _member(config: F5Config, node: AdcNode, per_member_monitor: bool) -> str:
+    sep = "." if node.app.is_ipv6 else ":"
+    body = f" {{ monitor {config.monitor_name(node.monitor_port)} }}" if per_member_monitor else ""
+    return f"{config.path(node.name)}{sep}{node.app.port}{body}"
+
+
+_NOTES = [
+    "Run on the BIG-IP's bash shell (or type each quoted command at the tmsh prompt).",
+    "Monitor: a full HTTP/1.1 GET /monitor with Host and 'Connection: Close' (F5's default",
+    "'GET /' has no Host header). F5 matches recv and recv-disable as regular expressions",
+    "over the whole response and ignores the status code:",
+    "  master    'ROLE=MASTER'   matches recv          -> up (enabled), at once",
+    "  draining  'ROLE=DRAINING' matches recv-disable  -> up (disabled): its connections go",
+    "                                                     on, no new ones arrive, at once",
+    "  standby, unknown, maintenance: match neither    -> down when timeout passes without",
+    "                                                     a matching answer",
+    "interval: seconds between probes. timeout: a member with no matching answer for that",
+    "long is down; keep it >= 3 x interval + 1 so that one lost probe is not an outage.",
+    "time-until-up: a member must answer well that long before it is up again. It must",
+    "exceed timeout, or a new master can be up while the old one still is (F5's defaults,",
+    "interval 5 timeout 16 time-until-up 0, allow up to 16 s of two members up).",
+    "Action on Service Down (service-down-action reset): when the old master goes down,",
+    "F5 resets its open connections so that clients reconnect to the new master.",
+]
+
+
+def render(config: F5Config, figures: tuple[str, ...], command: str) -> str:
+    """The script text: comments, then one ``tmsh -c '...'`` per object, then save."""
+    t = config.timers
+    ports = sorted({n.monitor_port for n in config.nodes})
+    per_member = len(ports) > 1
+    lines = ["#!/bin/sh"]
+    lines += header(
+        f"vipmon: F5 BIG-IP LTM objects for the VIP {config.vip}.", command, _NOTES, figures
+    )
+    lines += ["", "set -e"]
+    for port in ports:
+        lines.append(
+            f"tmsh -c 'create ltm monitor http {config.monitor_name(port)} "
+            f"defaults-from /Common/http interval {t.interval} timeout {t.timeout} "
+            f"time-until-up {t.time_until_up} destination *:{port} "
+            f'send "{send_string(config.host_header)}" recv "{RECV}" '
+            f'recv-disable "{RECV_DISABLE}"\''
+        )
+    lines += [
+        f"tmsh -c 'create ltm node {config.path(n.name)} address {n.app.host}'"
+        for n in config.nodes
+    ]
+    members = " ".join(_member(config, n, per_member) for n in config.nodes)
+    pool_monitor = "" if per_member else f"monitor {config.monitor_name(ports[0])} "
+    lines.append(
+        f"tmsh -c 'create ltm pool {config.path(config.name + '_pool')} {pool_monitor}"
+        f"service-down-action reset members add {{ {members} }}'"
+    )
+    mask = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff" if config.vip.is_ipv6 else "255.255.255.255"
+    lines.append(
+        f"tmsh -c 'create ltm virtual {config.path(config.name + '_vs')} "
+        f"destination {config.path(_dest(config.vip))} mask {mask} ip-protocol tcp "
+        f"pool {config.path(config.name + '_pool')} profiles add {{ /Common/tcp }} "
+        "source-address-translation { type automap }'"
+    )
+    lines.append("tmsh -c 'save sys config'")
+    return "\n".join(lines) + "\n"

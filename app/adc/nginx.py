@@ -1,0 +1,158 @@
+"""nginx configs (an ``http {}`` snippet, e.g. ``conf.d/vipmon.conf``) for the VIP.
+
+* :func:`render_plus`: NGINX Plus active checks, ``health_check`` with a
+  ``match`` on the ``ROLE=MASTER`` token, in a location of its own so that
+  its short timeouts and Host header do not touch client traffic.
+* :func:`render_passive`: open-source nginx has no active checks. Each
+  request goes to the nodes in turn until one answers something other than
+  503; ``max_fails=0`` keeps nginx from marking any node down. This only works
+  if every non-master node's *application* answers 503 (see DESIGN.md 4).
+
+Rendering never fails; arguments are validated in :mod:`app.adc.cli`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.adc.model import AdcNode, Endpoint
+from app.adc.text import duration, header
+from app.adc.timers import NginxPlusTimers
+
+HEALTH_LOCATION = "/.vipmon-health-check"
+
+
+@dataclass(frozen=True)
+class NginxConfig:
+    """Everything one nginx snippet needs. ``tries`` is for the passive pattern."""
+
+    vip: Endpoint
+    nodes: tuple[AdcNode, ...]
+    name: str = "vipmon"
+    host_header: str = "vipmon"
+    connect_timeout: float = 1.0
+    tries: int = 0
+
+    @property
+    def upstream(self) -> str:
+        return f"{self.name}_nodes"
+
+
+def _server_block(config: NginxConfig, directives: list[str], extra: list[str]) -> list[str]:
+    return [
+        "server {",
+        f"    listen {config.vip};",
+        "",
+        "    location / {",
+        f"        proxy_pass http://{config.upstream};",
+        *directives,
+        "    }",
+        *extra,
+        "}",
+    ]
+
+
+def render_plus(
+    config: NginxConfig, timers: NginxPlusTimers, figures: tuple[str, ...], command: str
+) -> str:
+    """The NGINX Plus snippet. Every node must share one monitor port (``port=``)."""
+    notes = [
+        "Active checks: GET /monitor on the monitor port; the match needs status 200 and",
+        "the body token ROLE=MASTER, which only the master sends. 'mandatory' keeps a",
+        "server out of traffic until its first check passed, also at start-up and for",
+        "servers added later; 'persistent' keeps the state over a reload. The check runs",
+        f"from the internal location {HEALTH_LOCATION}, which sets its Host header and",
+        "its timeouts (NGINX Plus takes a check's timeouts from proxy_connect_timeout and",
+        "proxy_read_timeout of the location that holds health_check).",
+        "Not checked by open-source nginx: health_check and match are NGINX Plus only.",
+    ]
+    check = " ".join(
+        [
+            "health_check uri=/monitor",
+            f"port={config.nodes[0].monitor_port}",
+            f"interval={duration(timers.interval)}",
+            f"jitter={duration(timers.jitter)}",
+            f"fails={timers.fails}",
+            f"passes={timers.passes}",
+            f"match={config.name}_master",
+            "mandatory persistent;",
+        ]
+    )
+    lines = header(
+        f"vipmon: NGINX Plus snippet (http context) for the VIP {config.vip}.",
+        command,
+        notes,
+        figures,
+    )
+    lines += [
+        "",
+        f"match {config.name}_master {{",
+        "    status 200;",
+        '    body ~ "ROLE=MASTER";',
+        "}",
+        "",
+        f"upstream {config.upstream} {{",
+        f"    zone {config.upstream} 64k;",
+        *[f"    server {n.app};" for n in config.nodes],
+        "}",
+        "",
+        *_server_block(
+            config,
+            [],
+            [
+                "",
+                f"    location = {HEALTH_LOCATION} {{",
+                "        internal;",
+                f"        proxy_pass http://{config.upstream};",
+                f"        proxy_set_header Host {config.host_header};",
+                f"        proxy_connect_timeout {duration(timers.connect_timeout)};",
+                f"        proxy_read_timeout {duration(timers.read_timeout)};",
+                f"        {check}",
+                "    }",
+            ],
+        ),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def render_passive(config: NginxConfig, figures: tuple[str, ...], command: str) -> str:
+    """The open-source nginx snippet: passive retries on 503, no health state."""
+    notes = [
+        "Passive pattern for open-source nginx, which has no active checks.",
+        "Each request goes to the next node; an error, a timeout or a 503 sends it on to",
+        f"the next one, up to proxy_next_upstream_tries = {config.tries} (one per node), so",
+        "it reaches the master whenever there is one. max_fails=0: nginx never marks a",
+        "node down, so it needs no recovery time either.",
+        "Limits:",
+        "  - every non-master node's APPLICATION must answer 503 (vipmon's /monitor port is",
+        "    not used here); an application that serves on standbys defeats the pattern;",
+        "  - non_idempotent retries a POST after a 503 or a timeout: safe after a 503 (the",
+        "    standby refused it), NOT after a timeout, when the first node may have acted;",
+        "  - no drain: a draining master's 503 sends new requests elsewhere at once;",
+        "  - each request a standby turns away costs one more round trip, and a vanished",
+        "    host costs proxy_connect_timeout per request that tries it first;",
+        "  - while no node is master, clients get the last node's 503.",
+    ]
+    lines = header(
+        f"vipmon: open-source nginx snippet (http context) for the VIP {config.vip}.",
+        command,
+        notes,
+        figures,
+    )
+    lines += [
+        "",
+        f"upstream {config.upstream} {{",
+        *[f"    server {n.app} max_fails=0;" for n in config.nodes],
+        "}",
+        "",
+        *_server_block(
+            config,
+            [
+                "        proxy_next_upstream error timeout http_503 non_idempotent;",
+                f"        proxy_next_upstream_tries {config.tries};",
+                f"        proxy_connect_timeout {duration(config.connect_timeout)};",
+            ],
+            [],
+        ),
+    ]
+    return "\n".join(lines) + "\n"
