@@ -1,0 +1,93 @@
+"""In-process simulation seams: a store relay and an event loop on a fake clock.
+
+* :class:`Relay` passes every store call to an inner store through one hook,
+  :meth:`Relay.call`, where a test can hold a call, lose its reply or delay it.
+* :func:`virtual_time_loop` is an asyncio loop whose time is a
+  :class:`~app.clock.FakeClock`: when every task waits, the clock jumps to the
+  next timer instead of sleeping. The election's real loops
+  (:func:`app.election.runner.run_election`) then run seconds of cluster time
+  in milliseconds, with no real I/O (the in-memory store only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import selectors
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from app.clock import FakeClock
+from app.store.base import AcquireResult, KeyValue, LeaseGrant, Store, WatchEvent
+
+
+class Relay(Store):
+    """A store that forwards each call to ``inner`` through :meth:`call`."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.name = inner.name
+
+    async def call(self, op: str, send: Callable[[], Awaitable[Any]]) -> Any:
+        """Send one call; override to hold, lose or delay it."""
+        return await send()
+
+    async def grant(self, ttl: int) -> LeaseGrant:
+        return await self.call("grant", lambda: self.inner.grant(ttl))
+
+    async def keepalive(self, lease_id: int) -> float:
+        return await self.call("keepalive", lambda: self.inner.keepalive(lease_id))
+
+    async def revoke(self, lease_id: int) -> None:
+        await self.call("revoke", lambda: self.inner.revoke(lease_id))
+
+    async def acquire(
+        self, key: str, value: bytes, lease_id: int, absent: Sequence[str] = ()
+    ) -> AcquireResult:
+        return await self.call("acquire", lambda: self.inner.acquire(key, value, lease_id, absent))
+
+    async def resign(self, key: str, create_revision: int) -> bool:
+        return await self.call("resign", lambda: self.inner.resign(key, create_revision))
+
+    async def put(self, key: str, value: bytes, lease_id: int) -> None:
+        await self.call("put", lambda: self.inner.put(key, value, lease_id))
+
+    async def get(self, key: str) -> tuple[KeyValue | None, int]:
+        return await self.call("get", lambda: self.inner.get(key))
+
+    async def get_prefix(self, prefix: str) -> list[KeyValue]:
+        return await self.call("get_prefix", lambda: self.inner.get_prefix(prefix))
+
+    async def watch(self, key: str, start_revision: int, timeout: float) -> list[WatchEvent]:
+        return await self.call("watch", lambda: self.inner.watch(key, start_revision, timeout))
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+class _JumpSelector(selectors.SelectSelector):
+    """Never waits: a select with a timeout moves the fake clock by that timeout."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__()
+        self.clock = clock
+
+    def select(self, timeout: float | None = None) -> list[Any]:
+        if timeout is None:
+            raise RuntimeError("every task waits and no timer is set: the simulation is stuck")
+        if timeout > 0:
+            self.clock.advance(timeout)
+        return []
+
+
+class _VirtualTimeLoop(asyncio.SelectorEventLoop):
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(_JumpSelector(clock))
+        self._clock = clock
+
+    def time(self) -> float:
+        return self._clock.now()
+
+
+def virtual_time_loop(clock: FakeClock) -> asyncio.AbstractEventLoop:
+    """A new event loop on ``clock``; close it when done."""
+    return _VirtualTimeLoop(clock)
