@@ -6,8 +6,10 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HOST    ?= 127.0.0.1
 PORT    ?= 8700
 STATE   ?= .vipmon-state
+DURATION ?= 10
+SEED     ?=
 
-.PHONY: run test lint unit system-deps venv bench clean
+.PHONY: run test lint unit system-deps venv bench chaos clean
 
 venv: $(VENV)/.installed
 
@@ -17,12 +19,14 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
-# Debian packages the integration tests start: etcd, HAProxy, nginx.
+# Debian packages the integration tests use: etcd, HAProxy, nginx, ip and arping.
 system-deps:
 	@missing=""; \
 	command -v etcd >/dev/null 2>&1 || missing="$$missing etcd-server"; \
 	command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing="$$missing haproxy"; \
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing="$$missing iproute2"; \
+	command -v arping >/dev/null 2>&1 || [ -x /usr/sbin/arping ] || missing="$$missing iputils-arping"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		$(SUDO) apt-get update -qq && \
@@ -44,6 +48,11 @@ unit: venv
 
 bench: system-deps venv
 	$(BIN)/python bench/failover.py
+	$(BIN)/python bench/adc_failover.py
+
+# The long chaos run: make chaos DURATION=<minutes> SEED=<n>
+chaos: system-deps venv
+	$(BIN)/python bench/chaos.py --duration $(DURATION) $(if $(SEED),--seed $(SEED))
 
 clean:
 	rm -rf $(VENV) $(STATE)

@@ -7,7 +7,7 @@ and the reason, never a traceback.
 from __future__ import annotations
 
 import argparse
-import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +17,7 @@ import httpx
 
 from app import __version__
 from app.errors import SettingsError
+from app.logs import configure_logging
 from app.settings import Settings, load_settings
 
 EXIT_USAGE = 2
@@ -29,7 +30,15 @@ def _flag(name: str) -> str:
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="TOML or YAML file of settings")
     for name, field in Settings.model_fields.items():
-        parser.add_argument(_flag(name), dest=name, default=None, help=field.description or None)
+        help_text = field.description or None
+        if field.annotation is bool:
+            parser.add_argument(
+                _flag(name), dest=name, action="store_const", const="true", help=help_text
+            )
+        elif name == "allow_cidr":
+            parser.add_argument(_flag(name), dest=name, action="append", help=help_text)
+        else:
+            parser.add_argument(_flag(name), dest=name, default=None, help=help_text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,8 +53,26 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--url", default="http://127.0.0.1:8700", help="any node's API URL")
     status.add_argument("--timeout", type=float, default=2.0)
 
+    for name, help_text in ADMIN_COMMANDS.items():
+        admin = sub.add_parser(name, help=help_text)
+        admin.add_argument("--url", default="http://127.0.0.1:8700", help="the node's API URL")
+        admin.add_argument(
+            "--token-file",
+            type=Path,
+            help="file holding the admin token (default: $VIPMON_ADMIN_TOKEN)",
+        )
+        admin.add_argument("--timeout", type=float, default=60.0)
+        if name == "switchover":
+            admin.add_argument("--to", help="target node (default: the best eligible one)")
+        if name == "maintenance":
+            admin.add_argument("state", choices=["on", "off"])
+
     spec = sub.add_parser("openapi", help="write the OpenAPI spec")
     spec.add_argument("--output", type=Path, default=Path("openapi/openapi.json"))
+
+    from app.adc.cli import add_adc_parsers
+
+    add_adc_parsers(sub)
     return parser
 
 
@@ -56,7 +83,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "status":
             return _status(args.url, args.timeout)
-        return _openapi(args.output)
+        if args.command == "openapi":
+            return _openapi(args.output)
+        if args.command in ADMIN_COMMANDS:
+            return _admin(args)
+        status: int = args.func(args)
+        return status
     except SettingsError as exc:
         print(f"vipmon: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -65,14 +97,58 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     cli = {name: getattr(args, name) for name in Settings.model_fields}
     settings = load_settings(cli, args.config)
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    configure_logging(settings.log_level, settings.log_format)
     from app.server import serve
 
     return serve(settings)
+
+
+ADMIN_COMMANDS = {
+    "switchover": "hand the master role to another node (planned)",
+    "maintenance": "put the node at --url in maintenance, or take it out",
+    "pause": "pause automatic failover, cluster-wide",
+    "resume": "resume automatic failover",
+}
+
+
+def _admin_token(path: Path | None) -> str:
+    if path is not None:
+        try:
+            return path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise SettingsError("token_file", f"cannot read {path}: {exc.strerror}") from exc
+    token = os.environ.get("VIPMON_ADMIN_TOKEN", "").strip()
+    if not token:
+        raise SettingsError("token_file", "give --token-file or set VIPMON_ADMIN_TOKEN")
+    return token
+
+
+def _admin(args: argparse.Namespace) -> int:
+    token = _admin_token(args.token_file)
+    body: dict[str, Any] = {}
+    if args.command == "switchover":
+        body = {"to": args.to}
+    elif args.command == "maintenance":
+        body = {"enabled": args.state == "on"}
+    url = f"{args.url.rstrip('/')}/admin/{args.command}"
+    try:
+        with httpx.Client(timeout=args.timeout) as client:
+            reply = client.post(url, json=body, headers={"Authorization": f"Bearer {token}"})
+    except httpx.HTTPError as exc:
+        print(f"vipmon: cannot reach {url}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        data = reply.json()
+    except ValueError:
+        data = {"detail": reply.text.strip()}
+    if reply.status_code != 200:
+        print(
+            f"vipmon {args.command}: refused ({reply.status_code}): {data.get('detail', data)}",
+            file=sys.stderr,
+        )
+        return 1
+    print(" ".join(f"{k}={v}" for k, v in data.items()))
+    return 0
 
 
 def _status(url: str, timeout: float) -> int:

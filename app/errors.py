@@ -44,3 +44,7 @@ class StoreAuthError(StoreError):
 
 class StoreProtocolError(StoreError):
     """The store answered something we cannot parse."""
+
+
+class Conflict(VipmonError):
+    """An admin request cannot be carried out now; the message says why (HTTP 409)."""

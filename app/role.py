@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Protocol
 
 
 class Role(enum.StrEnum):
@@ -45,6 +46,9 @@ class Member:
     version: str = ""
     started_at: float = 0.0
     eligible: bool = True
+    priority: int = 100
+    maintenance: bool = False
+    check_ok: bool = True
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,13 @@ class Snapshot:
     leader_unknown: bool = False
     draining: bool = False
     shutting_down: bool = False
+    maintenance: bool = False
+    paused: bool = False
+    priority: int = 100
+    eligible: bool = True
+    check_configured: bool = False
+    check_ok: bool = True
+    check_detail: str = ""
     members: tuple[Member, ...] = ()
     last_transition: Transition | None = None
     loop_heartbeat: float = 0.0
@@ -91,6 +102,8 @@ class Snapshot:
             return Role.DRAINING
         if self.shutting_down or self.holds_key:
             return Role.UNKNOWN
+        if self.maintenance:
+            return Role.MAINTENANCE
         if now >= self.store_ok_until or self.leader_unknown:
             return Role.UNKNOWN
         return Role.STANDBY
@@ -98,3 +111,10 @@ class Snapshot:
     def lease_remaining(self, now: float) -> float:
         """Seconds of validity left on our lease, never negative."""
         return max(0.0, self.lease_valid_until - now)
+
+
+class NodeView(Protocol):
+    """What readers of a node's state hold: one frozen snapshot, replaced whole."""
+
+    @property
+    def snapshot(self) -> Snapshot: ...

@@ -12,15 +12,22 @@ import logging
 import signal
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import uvicorn
 
+from app.adc.agent import AgentCheckServer
+from app.checks import CheckRunner
 from app.clock import MonotonicClock
+from app.election.admin import AdminCommands
 from app.election.elector import Elector
 from app.election.thread import ElectionThread
 from app.errors import SettingsError
+from app.hooks import HookRunner
 from app.http.app import create_app
 from app.http.protocol import ProbeProtocol
+from app.metrics import Metrics
+from app.role import Role, Transition
 from app.settings import Settings
 from app.store.base import Store
 
@@ -57,7 +64,9 @@ def open_store(settings: Settings) -> Store:
 def listen_socket(settings: Settings) -> socket.socket:
     """Bind the API socket, or raise SettingsError naming the port."""
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: only then does asyncio set TCP_NODELAY on accepted
+    # connections; without it every answer on a kept-alive connection waits ~40 ms.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((settings.host, settings.port))
@@ -68,6 +77,39 @@ def listen_socket(settings: Settings) -> socket.socket:
         ) from exc
     sock.set_inheritable(True)
     return sock
+
+
+class ThreadCommands:
+    """The admin commands, run on the election thread and awaited from the HTTP loop."""
+
+    def __init__(self, election: ElectionThread, commands: AdminCommands) -> None:
+        self.election = election
+        self.commands = commands
+
+    async def switchover(self, to: str | None) -> dict[str, Any]:
+        return await asyncio.wrap_future(self.election.submit(self.commands.switchover(to)))
+
+    async def maintenance(self, enabled: bool) -> dict[str, Any]:
+        return await asyncio.wrap_future(self.election.submit(self.commands.maintenance(enabled)))
+
+    async def pause(self, paused: bool) -> dict[str, Any]:
+        return await asyncio.wrap_future(self.election.submit(self.commands.pause(paused)))
+
+
+class HookObserver:
+    """Feeds role transitions to the hook runner; ignores the rest."""
+
+    def __init__(self, hooks: HookRunner) -> None:
+        self.hooks = hooks
+
+    def transition(self, t: Transition, term: int) -> None:
+        self.hooks.submit(t.from_role, t.to_role, term, t.reason)
+
+    def renew_latency(self, seconds: float) -> None:
+        pass
+
+    def store_error(self, kind: str) -> None:
+        pass
 
 
 class _Server(uvicorn.Server):
@@ -83,9 +125,22 @@ def serve(settings: Settings) -> int:
     store = open_store(settings)
     sock = listen_socket(settings)
     clock = MonotonicClock()
-    elector = Elector(settings, store, clock)
+    check = CheckRunner(settings, clock)
+    hooks = HookRunner(settings)
+    elector = Elector(settings, store, clock, check=lambda: check.state)
+    metrics = Metrics(elector, clock, check_state=lambda: check.state)
+    elector.observers = (metrics, HookObserver(hooks))
     election = ElectionThread(elector)
-    app = create_app(elector, clock, live_window=max(3.0, 2.0 * settings.lease_ttl))
+    admin_token = settings.read_admin_token()
+    app = create_app(
+        elector,
+        clock,
+        live_window=max(3.0, 2.0 * settings.lease_ttl),
+        commands=ThreadCommands(election, AdminCommands(elector)),
+        admin_token=admin_token,
+        allow_networks=settings.allow_cidr,
+        metrics=metrics,
+    )
     config = uvicorn.Config(
         app,
         http=ProbeProtocol,
@@ -107,23 +162,44 @@ def serve(settings: Settings) -> int:
         settings.lease_ttl,
         settings.lease_margin,
     )
+    hooks.start()
+    hooks.submit(Role.UNKNOWN, Role.UNKNOWN, 0, "starting")  # drops a VIP left by a crash
+    check.start()
     try:
         asyncio.run(_serve(server, election, sock, settings))
     finally:
         sock.close()
+        check.stop(settings.check_timeout + 1.0)
+        hooks.stop(settings.hook_timeout + 1.0)
     return 0
+
+
+async def _start_agent(settings: Settings, elector: Elector) -> AgentCheckServer | None:
+    if settings.agent_port is None:
+        return None
+    agent = AgentCheckServer(elector, elector.clock, settings.host, settings.agent_port)
+    try:
+        await agent.start()
+    except OSError as exc:
+        raise SettingsError(
+            "agent_port",
+            f"cannot listen on {settings.host}:{settings.agent_port}: {exc.strerror or exc}",
+        ) from exc
+    return agent
 
 
 async def _serve(
     server: _Server, election: ElectionThread, sock: socket.socket, settings: Settings
 ) -> None:
+    agent = await _start_agent(settings, election.elector)
     election.start()
     loop = asyncio.get_running_loop()
+    stop_timeout = settings.drain_time + 2.0 * settings.lease_ttl
     stopping: list[asyncio.Task[None]] = []
 
     async def shut_down(signame: str) -> None:
         log.info("%s received: resigning", signame)
-        ended = await loop.run_in_executor(None, election.stop, 2.0 * settings.lease_ttl)
+        ended = await loop.run_in_executor(None, election.stop, stop_timeout)
         if not ended:
             log.warning("election did not end in time; the lease will expire on its own")
         server.should_exit = True
@@ -143,4 +219,6 @@ async def _serve(
         if stopping:
             await stopping[0]
         else:
-            election.stop(2.0 * settings.lease_ttl)
+            election.stop(stop_timeout)
+        if agent is not None:
+            await agent.close()

@@ -15,7 +15,14 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -62,6 +69,38 @@ class Settings(BaseSettings):
         default=Path("/var/lib/vipmon"), description="Embedded store directory."
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    agent_port: int | None = Field(
+        default=None, ge=1, le=65535, description="TCP port of the HAProxy agent-check responder."
+    )
+    log_format: Literal["text", "json"] = Field(default="text", description="Log line format.")
+
+    # Day-two operation: admin API, priorities, drain, local checks, hooks.
+    admin_token: SecretStr | None = Field(default=None, description="Bearer token of /admin.")
+    admin_token_file: Path | None = Field(default=None, description="File holding that token.")
+    allow_cidr: Annotated[list[IPvAnyNetwork], NoDecode] = Field(
+        default=[], description="Client networks allowed to use the API (repeatable)."
+    )
+    priority: int = Field(default=100, ge=0, le=1000, description="0: never master.")
+    priority_delay: float = Field(
+        default=0.2, ge=0, le=10, description="Campaign delay per higher-priority member, s."
+    )
+    failback: bool = Field(default=False, description="Hand the role back to a higher priority.")
+    failback_hold: float = Field(default=30.0, ge=0, description="Minimum term before failback, s.")
+    drain_time: float = Field(
+        default=0.0, ge=0, le=600, description="ROLE=DRAINING before a planned release, s."
+    )
+    switchover_timeout: float = Field(default=30.0, gt=0, le=600, description="Seconds.")
+    check_http: str | None = Field(default=None, description="Local health check: GET this URL.")
+    check_tcp: str | None = Field(default=None, description="Local health check: HOST:PORT.")
+    check_command: str | None = Field(default=None, description="Local health check: command.")
+    check_interval: float = Field(default=2.0, gt=0, le=3600)
+    check_timeout: float = Field(default=1.0, gt=0, le=3600)
+    check_rise: int = Field(default=2, ge=1, le=100)
+    check_fall: int = Field(default=2, ge=1, le=100)
+    on_master: str | None = Field(default=None, description="Hook run on becoming master.")
+    on_standby: str | None = Field(default=None, description="Hook run on leaving master.")
+    on_change: str | None = Field(default=None, description="Hook run on every role change.")
+    hook_timeout: float = Field(default=30.0, gt=0, le=3600, description="Seconds per hook.")
 
     @field_validator("etcd_endpoints", mode="before")
     @classmethod
@@ -86,6 +125,31 @@ class Settings(BaseSettings):
             if parts.path not in ("", "/"):
                 raise ValueError(f"{url!r} must not have a path")
         return [url.rstrip("/") for url in value]
+
+    @field_validator("allow_cidr", mode="before")
+    @classmethod
+    def _split_cidrs(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("check_tcp")
+    @classmethod
+    def _check_hostport(cls, value: str | None) -> str | None:
+        if value is not None:
+            host, sep, port = value.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{value!r} is not HOST:PORT")
+        return value
+
+    @field_validator("check_http")
+    @classmethod
+    def _check_http_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
 
     @field_validator("node_id", "cluster")
     @classmethod
@@ -117,6 +181,13 @@ class Settings(BaseSettings):
                 f"+ store_timeout {timeout} s + lease_margin {margin} s; "
                 "raise lease_ttl or lower the others"
             )
+        if self.check_timeout >= self.check_interval:
+            raise ValueError(
+                f"check_timeout: {self.check_timeout} s must be shorter than "
+                f"check_interval {self.check_interval} s"
+            )
+        if self.admin_token is not None and self.admin_token_file is not None:
+            raise ValueError("admin_token_file: give the token or the file, not both")
         if (self.etcd_cert_file is None) != (self.etcd_key_file is None):
             raise ValueError("etcd_cert_file: a client certificate needs etcd_key_file too")
         return self
@@ -128,6 +199,27 @@ class Settings(BaseSettings):
     @property
     def effective_store_timeout(self) -> float:
         return self.store_timeout if self.store_timeout is not None else self.lease_ttl / 4
+
+    @property
+    def has_check(self) -> bool:
+        return any((self.check_http, self.check_tcp, self.check_command))
+
+    def read_admin_token(self) -> str | None:
+        """The admin token, from the setting or its file; SettingsError if unusable."""
+        if self.admin_token is not None:
+            token = self.admin_token.get_secret_value().strip()
+            field = "admin_token"
+        elif self.admin_token_file is not None:
+            field = "admin_token_file"
+            try:
+                token = self.admin_token_file.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise SettingsError(field, f"cannot read {self.admin_token_file}: {exc}") from exc
+        else:
+            return None
+        if len(token) < 16:
+            raise SettingsError(field, "the token must have at least 16 characters")
+        return token
 
     @property
     def effective_advertise_url(self) -> str:

@@ -1,7 +1,7 @@
 """The elector: one node's side of the leader election.
 
 Each ``step`` method makes at most one store call and folds the answer into
-the node's state; :meth:`Elector.run` composes them into concurrent loops.
+the node's state; :mod:`app.election.runner` composes them into loops.
 Tests drive the steps directly, in any order, on a fake clock.
 
 Safety rests on three rules (DESIGN.md section 2):
@@ -17,26 +17,25 @@ Safety rests on three rules (DESIGN.md section 2):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
-import random
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
-from app import __version__
 from app.clock import Clock
+from app.election.cluster import CheckView, ClusterSteps
+from app.election.control import (
+    ControlState,
+    blocking_keys,
+)
 from app.election.lease import LeaseDeadline
 from app.election.records import (
     LeaderRecord,
     decode_leader,
-    decode_member,
     encode_leader,
-    encode_member,
     leader_key,
-    member_key,
-    members_prefix,
 )
 from app.errors import StoreError
 from app.role import Member, Role, Snapshot, Transition
@@ -46,24 +45,19 @@ from app.store.base import EventKind, KeyValue, Store, WatchEvent
 log = logging.getLogger("vipmon.election")
 
 
-class Backoff:
-    """Exponential retry delays with jitter, capped."""
-
-    def __init__(self, first: float, cap: float, rng: random.Random | None = None) -> None:
-        self.first, self.cap = first, cap
-        self._next = first
-        self._rng = rng or random.Random()
-
-    def next(self) -> float:
-        delay = self._next * (0.5 + self._rng.random() / 2)
-        self._next = min(self.cap, self._next * 2)
-        return delay
-
-    def reset(self) -> None:
-        self._next = self.first
+class _NoCheck:
+    configured, ok, detail = False, True, "no local check"
 
 
-class Elector:
+class Observer(Protocol):
+    """Told about transitions, renewals and store errors (metrics, hooks)."""
+
+    def transition(self, t: Transition, term: int) -> None: ...
+    def renew_latency(self, seconds: float) -> None: ...
+    def store_error(self, kind: str) -> None: ...
+
+
+class Elector(ClusterSteps):
     """One node in the election. Not thread-safe: one event loop drives it.
 
     Other threads read :attr:`snapshot` (a frozen object, replaced whole) and
@@ -77,8 +71,12 @@ class Elector:
         clock: Clock,
         *,
         wall: Callable[[], float] = time.time,
+        check: Callable[[], CheckView] | None = None,
+        observers: tuple[Observer, ...] = (),
     ) -> None:
         self.settings = settings
+        self.check = check or _NoCheck
+        self.observers = observers
         self.store = store
         self.clock = clock
         self.wall = wall
@@ -95,6 +93,9 @@ class Elector:
         self.leader_term = 0
         self.leader_unknown = False
         self.members: tuple[Member, ...] = ()
+        self.control = ControlState()
+        self.draining = False
+        self.term_started = -math.inf
         self.store_reachable = False
         self.store_ok_until = -math.inf
         self.heartbeat = clock.now()
@@ -103,15 +104,17 @@ class Elector:
         self._role = Role.UNKNOWN
         self._garbage_logged: set[tuple[str, int]] = set()
         self.snapshot = Snapshot(node_id=settings.node_id, backend=store.name)
-        self._lease_ready = asyncio.Event()
+        self.lease_ready = asyncio.Event()
 
     # -- publication ------------------------------------------------------
 
     def role(self) -> Role:
         return self.snapshot.role_at(self.clock.now())
 
-    def _publish(self, reason: str) -> None:
+    def publish(self, reason: str) -> None:
+        """Replace the snapshot; log and report a role change with ``reason``."""
         now = self.clock.now()
+        check = self.check()
         snap = Snapshot(
             node_id=self.settings.node_id,
             backend=self.store.name,
@@ -125,6 +128,14 @@ class Elector:
             leader_term=self.leader_term,
             leader_unknown=self.leader_unknown,
             shutting_down=self._stop.is_set(),
+            draining=self.draining,
+            maintenance=self.in_maintenance,
+            paused=self.control.paused,
+            priority=self.settings.priority,
+            eligible=self.eligible(),
+            check_configured=check.configured,
+            check_ok=check.ok,
+            check_detail=check.detail,
             members=self.members,
             last_transition=self.last_transition,
             loop_heartbeat=self.heartbeat,
@@ -139,44 +150,57 @@ class Elector:
                 reason,
                 self.settings.node_id,
                 snap.term,
+                extra={
+                    "event": "transition",
+                    "node": self.settings.node_id,
+                    "term": snap.term,
+                    "from_role": self._role.value,
+                    "to_role": role.value,
+                    "reason": reason,
+                },
             )
             self._role = role
             snap = Snapshot(**{**snap.__dict__, "last_transition": self.last_transition})
+            for observer in self.observers:
+                observer.transition(self.last_transition, snap.term)
         self.snapshot = snap
 
     def tick(self) -> None:
         """Re-evaluate the role at now: logs a transition caused by time alone."""
         reason = "lease deadline passed without a renewal" if self.holds_key else "store silent"
-        self._publish(reason)
+        self.publish(reason)
 
     # -- bookkeeping ------------------------------------------------------
 
-    def _store_ok(self, t_send: float) -> None:
+    def store_ok(self, t_send: float) -> None:
         if not self.store_reachable:
             log.info("store %s reachable", self.store.name)
         self.store_reachable = True
         self.store_ok_until = max(self.store_ok_until, t_send + self.settings.lease_ttl)
 
-    def _store_failed(self, op: str, exc: StoreError) -> None:
+    def store_failed(self, op: str, exc: StoreError) -> None:
         if self.store_reachable:
             log.warning("store %s: %s failed: %s", self.store.name, op, exc)
         else:
             log.debug("store %s: %s failed: %s", self.store.name, op, exc)
         self.store_reachable = False
-        self._publish(f"store unreachable ({op}: {exc})")
+        for observer in self.observers:
+            observer.store_error(type(exc).__name__)
+        self.publish(f"store unreachable ({op}: {exc})")
 
-    def _lose_key(self, reason: str) -> None:
+    def lose_key(self, reason: str) -> None:
         if self.holds_key:
             self.holds_key = False
+            self.draining = False
             self.term = 0
             self.leader, self.leader_term = None, 0
-        self._publish(reason)
+        self.publish(reason)
 
-    def _lose_lease(self, reason: str) -> None:
+    def lose_lease(self, reason: str) -> None:
         self.lease_id = None
         self.deadline.on_lost()
-        self._lease_ready.clear()
-        self._lose_key(reason)
+        self.lease_ready.clear()
+        self.lose_key(reason)
 
     def _observe_holder(self, kv: KeyValue | None) -> None:
         if kv is None:
@@ -184,12 +208,12 @@ class Elector:
             return
         record = decode_leader(kv.value)
         if record is None:
-            self._log_garbage(kv, "treating it as held by someone unknown")
+            self.log_garbage(kv, "treating it as held by someone unknown")
             self.leader, self.leader_term, self.leader_unknown = None, kv.create_revision, True
             return
         self.leader, self.leader_term, self.leader_unknown = record, kv.create_revision, False
 
-    def _log_garbage(self, kv: KeyValue, consequence: str) -> None:
+    def log_garbage(self, kv: KeyValue, consequence: str) -> None:
         mark = (kv.key, kv.mod_revision)
         if mark not in self._garbage_logged:
             self._garbage_logged.add(mark)
@@ -211,9 +235,9 @@ class Elector:
         try:
             grant = await self.store.grant(self.settings.lease_ttl)
         except StoreError as exc:
-            self._store_failed("lease grant", exc)
+            self.store_failed("lease grant", exc)
             return False
-        self._store_ok(t_send)
+        self.store_ok(t_send)
         if self.lease_id is not None:  # another grant landed first: keep that one
             await self._revoke_quietly(grant.lease_id)
             return True
@@ -221,57 +245,49 @@ class Elector:
         self.deadline = LeaseDeadline(self.settings.lease_margin)
         self.deadline.on_reply(t_send, grant.ttl)
         self.last_renew_send = t_send
-        self._lease_ready.set()
-        self._publish("lease granted")
+        self.lease_ready.set()
+        self.publish("lease granted")
         return True
 
     async def renew(self) -> bool:
-        """Send one keepalive. True if the store answered."""
+        """Send one keepalive. True if the store answered.
+
+        A lease whose deadline passed without a confirmed renewal is given up
+        instead (revoked best-effort, a new one granted later): the store may
+        still be renewing it from keepalives whose replies come too late, and
+        a leader key bound to it would block every other node for ever.
+        """
         lease_id, deadline = self.lease_id, self.deadline
         if lease_id is None:
             return True
         t_send = self.clock.now()
+        if not deadline.valid(t_send):
+            self.lose_lease("lease deadline passed without a confirmed renewal; giving it up")
+            await self._revoke_quietly(lease_id)
+            return True
         try:
             ttl = await self.store.keepalive(lease_id)
         except StoreError as exc:
-            self._store_failed("keepalive", exc)
+            self.store_failed("keepalive", exc)
             return False
-        self._store_ok(t_send)
+        self.store_ok(t_send)
+        for observer in self.observers:
+            observer.renew_latency(self.clock.now() - t_send)
         if lease_id != self.lease_id:
             return True  # the reply is about a lease we have already replaced
         self.last_renew_send = max(self.last_renew_send, t_send)
         if ttl <= 0:
-            self._lose_lease("lease expired in the store")
+            self.lose_lease("lease expired in the store")
         else:
             deadline.on_reply(t_send, ttl)
-            self._publish("lease renewed")
+            self.publish("lease renewed")
         return True
-
-    def _member_record(self) -> Member:
-        return Member(
-            self.settings.node_id, self.me.advertise_url, __version__, self.started_at, True
-        )
 
     async def _revoke_quietly(self, lease_id: int) -> None:
         try:
             await self.store.revoke(lease_id)
         except StoreError as exc:
             log.debug("revoke of spare lease %d failed: %s", lease_id, exc)
-
-    async def publish_member(self) -> bool:
-        """Write our member record, bound to our lease."""
-        if self.lease_id is None:
-            return False
-        try:
-            await self.store.put(
-                member_key(self.settings.cluster, self.settings.node_id),
-                encode_member(self._member_record()),
-                self.lease_id,
-            )
-        except StoreError as exc:
-            self._store_failed("member record", exc)
-            return False
-        return True
 
     async def campaign(self) -> bool:
         """One acquire attempt, only with a valid lease. False on a store error."""
@@ -281,26 +297,30 @@ class Elector:
         t_send = self.clock.now()
         if not self.deadline.valid(t_send):
             return True
+        if not self.eligible():
+            return await self.verify_hold()
+        absent = blocking_keys(self.settings.cluster, self.settings.node_id, self.control)
         try:
-            result = await self.store.acquire(self.key, encode_leader(self.me), lease_id)
+            result = await self.store.acquire(self.key, encode_leader(self.me), lease_id, absent)
         except StoreError as exc:
-            self._store_failed("acquire", exc)
+            self.store_failed("acquire", exc)
             return False
-        self._store_ok(t_send)
+        self.store_ok(t_send)
         if lease_id != self.lease_id or self.holds_key:
             # The key went in under a lease we no longer hold (it expired while the
             # reply was in flight): the key died with that lease. Never claim it.
-            self._publish("acquire reply for a replaced lease ignored")
+            self.publish("acquire reply for a replaced lease ignored")
             return True
         self.watch_revision = max(self.watch_revision, result.revision + 1)
         holder = result.holder
         if result.won or (holder is not None and holder.lease == lease_id):
             self.holds_key, self.term = True, result.create_revision
+            self.term_started = self.clock.now()
             self.leader, self.leader_term, self.leader_unknown = self.me, self.term, False
-            self._publish(f"acquired the leader key (term {self.term})")
+            self.publish(f"acquired the leader key (term {self.term})")
         else:
             self._observe_holder(holder)
-            self._publish("leader key held by another node" if holder else "leader key free")
+            self.publish("leader key held by another node" if holder else "leader key free")
         return True
 
     async def observe(self, timeout: float) -> bool:
@@ -309,9 +329,9 @@ class Elector:
         try:
             events = await self.store.watch(self.key, self.watch_revision, timeout)
         except StoreError as exc:
-            self._store_failed("watch", exc)
+            self.store_failed("watch", exc)
             return False
-        self._store_ok(t_send)
+        self.store_ok(t_send)
         for event in events:
             self.watch_revision = max(self.watch_revision, event.revision + 1)
             self.apply_event(event)
@@ -324,22 +344,22 @@ class Elector:
         kv = event.kv
         if self.holds_key:
             if event.kind is EventKind.DELETE and kv.create_revision == self.term:
-                self._lose_key("leader key deleted")
+                self.lose_key("leader key deleted")
             elif (
                 event.kind is EventKind.PUT
                 and kv.create_revision >= self.term
                 and not self._is_ours(kv)
             ):
                 self._observe_holder(kv)
-                self._lose_key("leader key overwritten")
+                self.lose_key("leader key overwritten")
             return
         if event.kind is EventKind.DELETE:
             if kv.create_revision >= self.leader_term:
                 self._observe_holder(None)
-                self._publish("leader key deleted")
+                self.publish("leader key deleted")
         elif kv.create_revision >= self.leader_term:
             self._observe_holder(kv)
-            self._publish("leader key changed")
+            self.publish("leader key changed")
 
     def _is_ours(self, kv: KeyValue) -> bool:
         return (
@@ -354,43 +374,29 @@ class Elector:
         try:
             kv, revision = await self.store.get(self.key)
         except StoreError as exc:
-            self._store_failed("read leader key", exc)
+            self.store_failed("read leader key", exc)
             return False
-        self._store_ok(t_send)
+        self.store_ok(t_send)
         self.watch_revision = max(self.watch_revision, revision + 1)
         if self.holds_key and (kv is None or not self._is_ours(kv)):
             self._observe_holder(kv)
-            self._lose_key("leader key no longer ours")
+            self.lose_key("leader key no longer ours")
+        elif not self.holds_key:
+            self._observe_holder(kv)
+            self.publish("leader key read")
         return True
 
-    async def refresh_members(self) -> bool:
-        """Read every member record; rewrite ours if it is missing."""
-        try:
-            kvs = await self.store.get_prefix(members_prefix(self.settings.cluster))
-        except StoreError as exc:
-            self._store_failed("list members", exc)
-            return False
-        members = []
-        for kv in kvs:
-            member = decode_member(kv.value)
-            if member is None:
-                self._log_garbage(kv, "leaving it out of the member list")
-            else:
-                members.append(member)
-        ok = True
-        if self.lease_id is not None and all(m.node_id != self.settings.node_id for m in members):
-            ok = await self.publish_member()
-            if ok:
-                members.append(self._member_record())
-                members.sort(key=lambda m: m.node_id)
-        self.members = tuple(members)
-        self._publish("members refreshed")
-        return ok
-
     async def resign(self) -> None:
-        """Turn negative, delete our key if it is still ours, revoke the lease."""
+        """Turn negative, delete our key if it is still ours, revoke the lease.
+
+        With ``drain_time`` set, the master first answers DRAINING that long.
+        """
+        drain = self.holds_key and self.settings.drain_time > 0
+        self.draining = self.draining or drain
         self.request_stop()
-        self._publish("shutting down")
+        self.publish("draining before shutdown" if drain else "shutting down")
+        if drain:
+            await asyncio.sleep(self.settings.drain_time)
         if self.holds_key:
             try:
                 deleted = await self.store.resign(self.key, self.term)
@@ -405,78 +411,11 @@ class Elector:
                 log.warning("lease revoke failed, it will expire instead: %s", exc)
             self.lease_id = None
             self.deadline.on_lost()
-        self._publish("resigned")
+        self.publish("resigned")
 
     def request_stop(self) -> None:
         """Thread-safe: from now on the node never answers positive."""
         self._stop.set()
         snap = self.snapshot
-        self.snapshot = Snapshot(**{**snap.__dict__, "shutting_down": True})
-
-    # -- loops ------------------------------------------------------------
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Run the election until ``stop`` is set, then resign."""
-        tasks = [
-            asyncio.create_task(self._lease_loop(), name="lease"),
-            asyncio.create_task(self._campaign_loop(), name="campaign"),
-            asyncio.create_task(self._members_loop(), name="members"),
-            asyncio.create_task(self._tick_loop(), name="tick"),
-        ]
-        try:
-            await stop.wait()
-        finally:
-            self.request_stop()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await self.resign()
-            await self.store.close()
-
-    async def _lease_loop(self) -> None:
-        interval = self.settings.effective_renew_interval
-        backoff = Backoff(0.1, 1.0)
-        while True:
-            self.heartbeat = self.clock.now()
-            if self.lease_id is None:
-                if await self.ensure_lease():
-                    backoff.reset()
-                    await self.publish_member()
-                else:
-                    await asyncio.sleep(backoff.next())
-                continue
-            wait = self.last_renew_send + interval - self.clock.now()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            if not await self.renew():
-                await asyncio.sleep(min(interval / 2, 0.1))
-
-    async def _campaign_loop(self) -> None:
-        backoff = Backoff(0.05, 1.0)
-        watch_timeout = self.settings.lease_ttl / 2
-        while True:
-            if self.lease_id is None:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._lease_ready.wait(), timeout=0.1)
-                continue
-            if not self.deadline.valid(self.clock.now()):
-                await asyncio.sleep(0.05)
-                continue
-            ok = await self.campaign()
-            if ok:
-                ok = await self.observe(watch_timeout)
-            if ok:
-                backoff.reset()
-            else:
-                await asyncio.sleep(backoff.next())
-
-    async def _members_loop(self) -> None:
-        period = max(1.0, self.settings.lease_ttl / 2)
-        while True:
-            await self.refresh_members()
-            await asyncio.sleep(period)
-
-    async def _tick_loop(self) -> None:
-        while True:
-            self.tick()
-            await asyncio.sleep(0.05)
+        drain = snap.draining or (snap.holds_key and self.settings.drain_time > 0)
+        self.snapshot = Snapshot(**{**snap.__dict__, "shutting_down": True, "draining": drain})

@@ -53,6 +53,9 @@ def encode_member(member: Member) -> bytes:
             "version": member.version,
             "started_at": member.started_at,
             "eligible": member.eligible,
+            "priority": member.priority,
+            "maintenance": member.maintenance,
+            "check_ok": member.check_ok,
         }
     ).encode()
 
@@ -63,14 +66,19 @@ def decode_member(raw: bytes) -> Member | None:
         return None
     node_id, url = data.get("id"), data.get("url")
     version, started = data.get("version", ""), data.get("started_at", 0.0)
-    eligible = data.get("eligible", True)
+    flags = [data.get(name, True) for name in ("eligible", "check_ok")]
+    flags.append(data.get("maintenance", False))
+    priority = data.get("priority", 100)
     if not isinstance(node_id, str) or not node_id or not isinstance(url, str):
         return None
     if not isinstance(version, str) or not isinstance(started, (int, float)):
         return None
-    if not isinstance(eligible, bool):
+    if not all(isinstance(flag, bool) for flag in flags):
         return None
-    return Member(node_id, url, version, float(started), eligible)
+    if not isinstance(priority, int) or isinstance(priority, bool):
+        return None
+    eligible, check_ok, maintenance = flags
+    return Member(node_id, url, version, float(started), eligible, priority, maintenance, check_ok)
 
 
 def _json_object(raw: bytes) -> dict[str, Any] | None:

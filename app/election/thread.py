@@ -7,11 +7,18 @@ own so that a flood of probes can never queue lease renewals behind it.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 from app.election.elector import Elector
+from app.election.runner import run_election
+from app.errors import StoreUnavailable
+
+T = TypeVar("T")
 
 log = logging.getLogger("vipmon.election")
 
@@ -43,7 +50,7 @@ class ElectionThread:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         self._started.set()
-        await self.elector.run(self._stop)
+        await run_election(self.elector, self._stop)
 
     def stop(self, timeout: float) -> bool:
         """Turn negative now, resign, and wait up to ``timeout`` s. True if it ended."""
@@ -57,3 +64,11 @@ class ElectionThread:
 
     def is_alive(self) -> bool:
         return self._thread.is_alive()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Run ``coro`` on the election loop; the caller awaits the future."""
+        loop = self._loop
+        if loop is None or loop.is_closed() or not self._thread.is_alive():
+            coro.close()
+            raise StoreUnavailable("the election loop is not running")
+        return asyncio.run_coroutine_threadsafe(coro, loop)

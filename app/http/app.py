@@ -8,15 +8,17 @@ paths get a JSON 404.
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Sequence
 
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from app import __version__
 from app.clock import Clock
+from app.http.admin import AllowNetworks, Commands, Network, admin_router
 from app.http.models import (
     BackendInfo,
+    CheckInfo,
     ClusterInfo,
     HealthInfo,
     LeaderInfo,
@@ -24,17 +26,11 @@ from app.http.models import (
     RoleInfo,
     TransitionInfo,
 )
-from app.role import Role, Snapshot
+from app.metrics import Metrics
+from app.role import NodeView, Role, Snapshot
 
 PROBE_METHODS = ["GET", "HEAD", "OPTIONS"]
 _TEXT = {"content": {"text/plain": {"example": "ROLE=MASTER node=n1 term=42\n"}}}
-
-
-class NodeView(Protocol):
-    """What the HTTP layer reads: one frozen snapshot, replaced whole."""
-
-    @property
-    def snapshot(self) -> Snapshot: ...
 
 
 def monitor_line(snap: Snapshot, role: Role) -> str:
@@ -42,7 +38,17 @@ def monitor_line(snap: Snapshot, role: Role) -> str:
     line = f"ROLE={role.value} node={snap.node_id} term={snap.term}"
     if role is Role.STANDBY and snap.leader_id:
         line += f" leader={snap.leader_id}"
+    if snap.paused:
+        line += " paused=yes"
+    if snap.check_configured:
+        line += " check=ok" if snap.check_ok else f" check=failing({_plain(snap.check_detail)})"
     return line + "\n"
+
+
+def _plain(text: str) -> str:
+    """Free text made safe for a one-line body: no '=' (no fake tokens), no newlines."""
+    cleaned = " ".join(text.replace("=", ":").replace("(", "[").replace(")", "]").split())
+    return cleaned[:120]
 
 
 def _probe_response(snap: Snapshot, role: Role, positive: bool) -> PlainTextResponse:
@@ -57,8 +63,21 @@ def _probe_response(snap: Snapshot, role: Role, positive: bool) -> PlainTextResp
     )
 
 
-def create_app(node: NodeView, clock: Clock, *, live_window: float) -> FastAPI:
-    """Build the API. ``live_window``: how stale the loop heartbeat may be, in s."""
+def create_app(
+    node: NodeView,
+    clock: Clock,
+    *,
+    live_window: float,
+    commands: Commands | None = None,
+    admin_token: str | None = None,
+    allow_networks: Sequence[Network] = (),
+    metrics: Metrics | None = None,
+) -> FastAPI:
+    """Build the API. ``live_window``: how stale the loop heartbeat may be, in s.
+
+    The /admin routes exist only with both ``commands`` and ``admin_token``;
+    ``allow_networks``, when not empty, limits every path to those clients.
+    """
     app = FastAPI(
         title="vipmon",
         version=__version__,
@@ -66,20 +85,30 @@ def create_app(node: NodeView, clock: Clock, *, live_window: float) -> FastAPI:
         redirect_slashes=False,
     )
 
+    def count(path: str, response: Response) -> Response:
+        if metrics is not None:
+            metrics.probe(path, response.status_code)
+        return response
+
     def monitor() -> Response:
         snap = node.snapshot
         role = snap.role_at(clock.now())
-        return _probe_response(snap, role, role is Role.MASTER)
+        return count("/monitor", _probe_response(snap, role, role is Role.MASTER))
+
+    def root() -> Response:
+        snap = node.snapshot
+        role = snap.role_at(clock.now())
+        return count("/", _probe_response(snap, role, role is Role.MASTER))
 
     def monitor_standby() -> Response:
         snap = node.snapshot
         role = snap.role_at(clock.now())
         healthy = role is Role.STANDBY and snap.leader_id is not None
-        return _probe_response(snap, role, healthy)
+        return count("/monitor/standby", _probe_response(snap, role, healthy))
 
     probes = [
         ("/monitor", monitor, "monitor", "200 only while this node is master"),
-        ("/", monitor, "root", "Alias of /monitor, for F5's default send string"),
+        ("/", root, "root", "Alias of /monitor, for F5's default send string"),
         ("/monitor/standby", monitor_standby, "monitor_standby", "200 only for a healthy standby"),
     ]
     for path, endpoint, name, summary in probes:
@@ -121,6 +150,13 @@ def create_app(node: NodeView, clock: Clock, *, live_window: float) -> FastAPI:
             )
             if last
             else None,
+            priority=snap.priority,
+            eligible=snap.eligible,
+            maintenance=snap.maintenance,
+            paused=snap.paused,
+            check=CheckInfo(
+                configured=snap.check_configured, ok=snap.check_ok, detail=snap.check_detail
+            ),
         )
 
     @app.get("/cluster", response_model=ClusterInfo, summary="Members, marking the master")
@@ -135,11 +171,18 @@ def create_app(node: NodeView, clock: Clock, *, live_window: float) -> FastAPI:
                 version=m.version,
                 started_at=m.started_at,
                 eligible=m.eligible,
+                priority=m.priority,
+                maintenance=m.maintenance,
+                check_ok=m.check_ok,
             )
             for m in snap.members
         ]
         return ClusterInfo(
-            node=snap.node_id, leader=snap.leader_id, term=snap.leader_term, members=members
+            node=snap.node_id,
+            leader=snap.leader_id,
+            term=snap.leader_term,
+            paused=snap.paused,
+            members=members,
         )
 
     @app.get(
@@ -166,4 +209,20 @@ def create_app(node: NodeView, clock: Clock, *, live_window: float) -> FastAPI:
             return JSONResponse({"status": "ok"})
         return JSONResponse({"status": f"store {snap.backend} unreachable"}, 503)
 
+    if metrics is not None:
+
+        @app.get(
+            "/metrics",
+            response_class=PlainTextResponse,
+            summary="Prometheus metrics",
+            responses={200: {"content": {"text/plain": {}}}},
+        )
+        def metrics_text() -> Response:
+            body, content_type = metrics.render()
+            return Response(body, media_type=content_type)
+
+    if commands is not None and admin_token:
+        app.include_router(admin_router(commands, admin_token))
+    if allow_networks:
+        app.add_middleware(AllowNetworks, networks=allow_networks)
     return app

@@ -26,6 +26,12 @@ class TransitionInfo(BaseModel):
     model_config = {"populate_by_name": True}
 
 
+class CheckInfo(BaseModel):
+    configured: bool = Field(description="Whether a local health check is set.")
+    ok: bool = Field(description="Passing (after rise/fall); true when none is set.")
+    detail: str = Field(description="Why, in words.")
+
+
 class RoleInfo(BaseModel):
     node: str
     role: Role
@@ -36,6 +42,11 @@ class RoleInfo(BaseModel):
     lease_remaining_ms: int
     backend: BackendInfo
     last_transition: TransitionInfo | None
+    priority: int
+    eligible: bool = Field(description="May take the role: priority > 0, no maintenance, check ok.")
+    maintenance: bool
+    paused: bool = Field(description="The cluster is paused: no automatic failover.")
+    check: CheckInfo
 
 
 class MemberInfo(BaseModel):
@@ -46,12 +57,16 @@ class MemberInfo(BaseModel):
     version: str
     started_at: float
     eligible: bool
+    priority: int
+    maintenance: bool
+    check_ok: bool
 
 
 class ClusterInfo(BaseModel):
     node: str = Field(description="The node that answered.")
     leader: str | None
     term: int
+    paused: bool = Field(description="The cluster is paused: no automatic failover.")
     members: list[MemberInfo]
 
 

@@ -3,17 +3,36 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from app.clock import FakeClock
 from app.http.app import create_app
+from app.metrics import Metrics
 from app.role import Snapshot
 
 
 class _Blank:
     snapshot = Snapshot(node_id="spec", backend="local")
 
+    async def switchover(self, to: str | None) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def maintenance(self, enabled: bool) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def pause(self, paused: bool) -> dict[str, Any]:
+        raise NotImplementedError
+
 
 def render_spec() -> str:
-    """The spec as stable, sorted JSON text."""
-    app = create_app(_Blank(), FakeClock(), live_window=3.0)
+    """The spec as stable, sorted JSON text, with the /admin routes included."""
+    blank, clock = _Blank(), FakeClock()
+    app = create_app(
+        blank,
+        clock,
+        live_window=3.0,
+        commands=blank,
+        admin_token="x" * 16,
+        metrics=Metrics(blank, clock),
+    )
     return json.dumps(app.openapi(), indent=2, sort_keys=True) + "\n"

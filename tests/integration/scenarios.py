@@ -37,11 +37,11 @@ def sigkill_failover(cluster: Cluster) -> None:
     old = cluster.wait_master()
     old_term = int(old.role()["term"])
     with prober_for(cluster) as prober:
-        time.sleep(0.3)
+        prober.wait_positive(old.node_id)
         old.kill()
         killed_at = time.monotonic()
         new = cluster.wait_master(exclude=old)
-        time.sleep(0.3)
+        prober.wait_positive(new.node_id, after=killed_at)
     records = prober.stop()
     assert new is not old
     assert violations(records) == []
@@ -54,12 +54,12 @@ def sigterm_handover(cluster: Cluster) -> None:
     old = cluster.wait_master()
     old_term = int(old.role()["term"])
     with prober_for(cluster) as prober:
-        time.sleep(0.3)
+        prober.wait_positive(old.node_id)
         old.signal(signal.SIGTERM)
         assert old.wait(20) == 0
         stopped_at = time.monotonic()
         new = cluster.wait_master(exclude=old)
-        time.sleep(0.3)
+        prober.wait_positive(new.node_id, after=stopped_at)
     records = prober.stop()
     assert violations(records) == []
     # Order: the old master's last positive ended before the new one's first began.

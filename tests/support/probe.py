@@ -69,6 +69,18 @@ class Prober:
                     )
                 self._stop.wait(max(0.0, self.interval - (end - start)))
 
+    def wait_positive(self, node: str, after: float = 0.0, timeout: float = 15.0) -> None:
+        """Block until a 200 from ``node`` that began after ``after`` is recorded."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if any(
+                    p.node == node and p.status == 200 and p.start > after for p in self.records
+                ):
+                    return
+            time.sleep(0.02)
+        raise AssertionError(f"the prober saw no 200 from {node} within {timeout} s")
+
     def start(self) -> Prober:
         for name, url in self.nodes:
             self._spawn(name, url)

@@ -182,8 +182,8 @@ def test_an_acquire_reply_for_a_lease_that_was_replaced_is_not_a_win():
 
         gate = asyncio.Event()
 
-        async def delayed(key, value, lease_id):
-            result = await original(key, value, lease_id)
+        async def delayed(key, value, lease_id, absent=()):
+            result = await original(key, value, lease_id, absent)
             await gate.wait()
             return result
 

@@ -75,8 +75,16 @@ def test_late_renewal_makes_the_node_negative():
     clock.advance(0.02)  # past t_send + 2 - 0.5, no renewal sent
     assert not elector.snapshot.is_master(clock.now())
     assert elector.role() is not Role.MASTER
-    run(elector.renew())  # the renewal arrives late but the lease still lives
+    old_term = elector.snapshot.term
+    # A renewal attempted after the deadline gives the lease up (and revokes it),
+    # so that a lease kept alive by replies that come too late cannot block others.
+    run(elector.renew())
+    assert elector.lease_id is None
+    assert elector.role() is not Role.MASTER
+    run(elector.ensure_lease())
+    run(elector.campaign())
     assert elector.role() is Role.MASTER
+    assert elector.snapshot.term > old_term
 
 
 def test_an_error_never_extends_the_deadline():

@@ -1,0 +1,134 @@
+"""Operator commands, run on the election's event loop.
+
+Each command reads the store fresh, decides, and writes control keys; a
+refusal is a :class:`app.errors.Conflict` naming the reason, an unreachable
+store a :class:`app.errors.StoreError`. The HTTP layer only forwards.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+from app.election.control import (
+    Switchover,
+    can_lead,
+    control_prefix,
+    decode_control,
+    maintenance_key,
+    pause_key,
+    pick_target,
+)
+from app.election.elector import Elector
+from app.election.records import decode_leader, decode_member, members_prefix
+from app.election.runner import SwitchoverFailed, run_switchover
+from app.errors import Conflict
+from app.role import Member
+
+
+class AdminCommands:
+    """The commands of one node. Every method is a coroutine for the election loop."""
+
+    def __init__(self, elector: Elector) -> None:
+        self.e = elector
+
+    async def _members(self) -> tuple[Member, ...]:
+        kvs = await self.e.store.get_prefix(members_prefix(self.e.settings.cluster))
+        found = (decode_member(kv.value) for kv in kvs)
+        return tuple(m for m in found if m is not None)
+
+    async def _control(self) -> None:
+        kvs = await self.e.store.get_prefix(control_prefix(self.e.settings.cluster))
+        self.e.control = decode_control(self.e.settings.cluster, kvs)
+
+    async def switchover(self, to: str | None) -> dict[str, Any]:
+        """Hand the role to ``to`` (or the best candidate); return once it is master."""
+        await self._control()
+        if self.e.control.paused:
+            raise Conflict("the cluster is paused; resume it first")
+        if self.e.control.switchover is not None:
+            raise Conflict("another switchover is in progress")
+        kv, _ = await self.e.store.get(self.e.key)
+        leader = decode_leader(kv.value) if kv is not None else None
+        if kv is None or leader is None:
+            raise Conflict("there is no master to switch over from")
+        members = await self._members()
+        if to is None:
+            target = pick_target(members, exclude=leader.node_id)
+            if target is None:
+                raise Conflict("no other node is eligible")
+        else:
+            target = next((m for m in members if m.node_id == to), None)
+            if target is None:
+                raise Conflict(f"target {to} is not alive (no member record)")
+            if to == leader.node_id:
+                raise Conflict(f"target {to} is already the master")
+            if not can_lead(target):
+                raise Conflict(f"target {to} is not eligible ({_why_not(target)})")
+        record = Switchover(leader.node_id, target.node_id, kv.create_revision)
+        try:
+            term, took = await run_switchover(self.e, record)
+        except SwitchoverFailed as exc:
+            raise Conflict(str(exc)) from exc
+        return {
+            "from": leader.node_id,
+            "to": target.node_id,
+            "term": term,
+            "took_ms": round(took * 1000, 1),
+        }
+
+    async def maintenance(self, enabled: bool) -> dict[str, Any]:
+        """Put this node in maintenance (handing over first if master), or take it out."""
+        e = self.e
+        key = maintenance_key(e.settings.cluster, e.settings.node_id)
+        await self._control()
+        if enabled:
+            if e.holds_key and e.control.paused:
+                raise Conflict("the cluster is paused; resume it before the master's maintenance")
+            await e.store.put(key, json.dumps({"at": e.wall()}).encode(), 0)
+            maintenance = e.control.maintenance | {e.settings.node_id}
+        else:
+            kv, _ = await e.store.get(key)
+            if kv is not None:
+                await e.store.resign(key, kv.create_revision)
+            maintenance = e.control.maintenance - {e.settings.node_id}
+        e.control = replace(e.control, maintenance=frozenset(maintenance))
+        await e.publish_member()
+        e.publish("maintenance on" if enabled else "maintenance off")
+        handed_to = None
+        if enabled and e.holds_key:
+            target = pick_target(await self._members(), exclude=e.settings.node_id)
+            if target is None:
+                await e.release("maintenance")
+            else:
+                try:
+                    await run_switchover(e, Switchover(e.settings.node_id, target.node_id, e.term))
+                    handed_to = target.node_id
+                except SwitchoverFailed as exc:
+                    raise Conflict(f"maintenance is on, but the hand-over failed: {exc}") from exc
+        return {"node": e.settings.node_id, "maintenance": enabled, "handed_over_to": handed_to}
+
+    async def pause(self, paused: bool) -> dict[str, Any]:
+        """Pause (no automatic failover, cluster-wide) or resume."""
+        e = self.e
+        key = pause_key(e.settings.cluster)
+        if paused:
+            await e.store.put(key, json.dumps({"by": e.settings.node_id}).encode(), 0)
+        else:
+            kv, _ = await e.store.get(key)
+            if kv is not None:
+                await e.store.resign(key, kv.create_revision)
+        e.control = replace(e.control, paused=paused)
+        e.publish("cluster paused" if paused else "cluster resumed")
+        return {"paused": paused}
+
+
+def _why_not(member: Member) -> str:
+    if member.priority <= 0:
+        return "priority 0"
+    if member.maintenance:
+        return "in maintenance"
+    if not member.check_ok:
+        return "its local check is failing"
+    return "not eligible"

@@ -1,0 +1,191 @@
+"""The election's steps about the cluster around the leader key.
+
+Member records, the control keys, and the planned release of the role. These
+are methods of :class:`app.election.elector.Elector`, kept here by topic; each
+makes at most one store call (``release`` sleeps the drain time first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Protocol
+
+from app import __version__
+from app.election.control import (
+    ControlState,
+    Switchover,
+    control_prefix,
+    decode_control,
+    switchover_key,
+)
+from app.election.lease import LeaseDeadline
+from app.election.records import (
+    LeaderRecord,
+    decode_member,
+    encode_member,
+    member_key,
+    members_prefix,
+)
+from app.errors import StoreError
+from app.role import Member
+from app.settings import Settings
+from app.store.base import KeyValue, Store
+
+log = logging.getLogger("vipmon.election")
+
+
+class CheckView(Protocol):
+    """What the elector reads of the local health check (app.checks.CheckState)."""
+
+    @property
+    def configured(self) -> bool: ...
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def detail(self) -> str: ...
+
+
+class ClusterSteps:
+    """Base of the Elector: what these steps need of it, then the steps."""
+
+    settings: Settings
+    store: Store
+    me: LeaderRecord
+    started_at: float
+    lease_id: int | None
+    deadline: LeaseDeadline
+    holds_key: bool
+    term: int
+    key: str
+    draining: bool
+    members: tuple[Member, ...]
+    control: ControlState
+    check: Callable[[], CheckView]
+
+    @property
+    def in_maintenance(self) -> bool:
+        return self.settings.node_id in self.control.maintenance
+
+    def eligible(self) -> bool:
+        """May this node take the role: priority above 0, no maintenance, check passing."""
+        return self.settings.priority > 0 and not self.in_maintenance and self.check().ok
+
+    def publish(self, reason: str) -> None:
+        raise NotImplementedError
+
+    def store_failed(self, op: str, exc: StoreError) -> None:
+        raise NotImplementedError
+
+    def log_garbage(self, kv: KeyValue, consequence: str) -> None:
+        raise NotImplementedError
+
+    def lose_key(self, reason: str) -> None:
+        raise NotImplementedError
+
+    def lose_lease(self, reason: str) -> None:
+        raise NotImplementedError
+
+    def member_record(self) -> Member:
+        return Member(
+            self.settings.node_id,
+            self.me.advertise_url,
+            __version__,
+            self.started_at,
+            self.eligible(),
+            self.settings.priority,
+            self.in_maintenance,
+            self.check().ok,
+        )
+
+    async def publish_member(self) -> bool:
+        """Write our member record, bound to our lease."""
+        if self.lease_id is None:
+            return False
+        try:
+            await self.store.put(
+                member_key(self.settings.cluster, self.settings.node_id),
+                encode_member(self.member_record()),
+                self.lease_id,
+            )
+        except StoreError as exc:
+            self.store_failed("member record", exc)
+            return False
+        return True
+
+    async def refresh_members(self) -> bool:
+        """Read every member record; rewrite ours if it is missing or out of date."""
+        try:
+            kvs = await self.store.get_prefix(members_prefix(self.settings.cluster))
+        except StoreError as exc:
+            self.store_failed("list members", exc)
+            return False
+        members = []
+        for kv in kvs:
+            member = decode_member(kv.value)
+            if member is None:
+                self.log_garbage(kv, "leaving it out of the member list")
+            else:
+                members.append(member)
+        ok = True
+        mine = self.member_record()
+        if self.lease_id is not None and mine not in members:
+            ok = await self.publish_member()
+            if ok:
+                others = [m for m in members if m.node_id != mine.node_id]
+                members = sorted([*others, mine], key=lambda m: m.node_id)
+        self.members = tuple(members)
+        self.publish("members refreshed")
+        return ok
+
+    async def refresh_control(self) -> bool:
+        """Read the control keys (pause, switchover, maintenance)."""
+        try:
+            kvs = await self.store.get_prefix(control_prefix(self.settings.cluster))
+        except StoreError as exc:
+            self.store_failed("read control keys", exc)
+            return False
+        control = decode_control(self.settings.cluster, kvs)
+        for kv in kvs:
+            if kv.key in control.garbage:
+                self.log_garbage(kv, "it still blocks other candidates until it is removed")
+        changed = control != self.control
+        self.control = control
+        if changed:
+            self.publish("control keys changed")
+        return True
+
+    async def release(self, reason: str) -> bool:
+        """Planned hand-over: answer DRAINING for ``drain_time``, then delete our key.
+
+        The lease is kept (we stay a member). The key is released only after
+        the drain, so a new master can turn positive only after it. True if the
+        key was released (or already gone).
+        """
+        if not self.holds_key:
+            return True
+        self.draining = True
+        self.publish(f"draining: {reason}")
+        if self.settings.drain_time > 0:
+            await asyncio.sleep(self.settings.drain_time)
+        if not self.holds_key:
+            return True
+        term = self.term
+        try:
+            deleted = await self.store.resign(self.key, term)
+        except StoreError as exc:
+            # Drop the lease instead: the key goes with it within the TTL.
+            log.warning("releasing term %d failed (%s); letting the lease expire", term, exc)
+            self.lose_lease(f"{reason}; lease abandoned")
+            return False
+        log.info("released term %d (key deleted: %s): %s", term, deleted, reason)
+        self.lose_key(reason)
+        return True
+
+    async def clear_switchover(self, record: Switchover) -> None:
+        """Delete a switchover record if it is still the one we read."""
+        try:
+            await self.store.resign(switchover_key(self.settings.cluster), record.create_revision)
+        except StoreError as exc:
+            self.store_failed("clear switchover", exc)

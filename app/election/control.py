@@ -1,0 +1,131 @@
+"""Cluster-wide control keys and the candidate policy built on them.
+
+Operators steer the election through keys under ``/vipmon/<cluster>/control/``:
+
+* ``pause``: no node takes a free role (no automatic failover); a master keeps
+  its role for as long as it holds its lease. No lease: it stays until resume.
+* ``switchover``: ``{"from", "to", "term"}``, bound to the requester's lease.
+  The master named ``from`` with that term hands over; only ``to`` may take
+  the role while the key exists; the new master deletes it.
+* ``maintenance/<node>``: that node is not eligible and hands over if master.
+  No lease, so it survives a restart of the node.
+
+Every acquire carries the blocking keys in its own transaction (the store's
+``absent`` guard), so a pause or a switchover written a moment earlier is
+never raced past. The policy functions here are pure.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.role import Member
+from app.store.base import KeyValue
+
+
+def control_prefix(cluster: str) -> str:
+    return f"/vipmon/{cluster}/control/"
+
+
+def pause_key(cluster: str) -> str:
+    return control_prefix(cluster) + "pause"
+
+
+def switchover_key(cluster: str) -> str:
+    return control_prefix(cluster) + "switchover"
+
+
+def maintenance_key(cluster: str, node_id: str) -> str:
+    return control_prefix(cluster) + "maintenance/" + node_id
+
+
+@dataclass(frozen=True)
+class Switchover:
+    """A planned hand-over from ``from_id`` (at ``term``) to ``to_id``."""
+
+    from_id: str
+    to_id: str
+    term: int
+    create_revision: int = 0
+
+    def encode(self) -> bytes:
+        return json.dumps({"from": self.from_id, "to": self.to_id, "term": self.term}).encode()
+
+
+@dataclass(frozen=True)
+class ControlState:
+    """What the control keys said at the last read."""
+
+    paused: bool = False
+    switchover: Switchover | None = None
+    maintenance: frozenset[str] = field(default_factory=frozenset)
+    garbage: tuple[str, ...] = ()
+
+
+def decode_control(cluster: str, kvs: list[KeyValue]) -> ControlState:
+    """Fold the control keys into a state. Unreadable values are listed, not fatal.
+
+    An unreadable switchover record still blocks other candidates (the key
+    exists); it just names nobody, so nobody acts on it until it expires.
+    """
+    paused, switchover, maintenance, garbage = False, None, set(), []
+    maint_prefix = maintenance_key(cluster, "")
+    for kv in kvs:
+        if kv.key == pause_key(cluster):
+            paused = True
+        elif kv.key == switchover_key(cluster):
+            switchover = _decode_switchover(kv)
+            if switchover is None:
+                garbage.append(kv.key)
+                switchover = Switchover("", "", 0, kv.create_revision)
+        elif kv.key.startswith(maint_prefix):
+            maintenance.add(kv.key[len(maint_prefix) :])
+    return ControlState(paused, switchover, frozenset(maintenance), tuple(garbage))
+
+
+def _decode_switchover(kv: KeyValue) -> Switchover | None:
+    try:
+        data: Any = json.loads(kv.value.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    src, dst, term = data.get("from"), data.get("to"), data.get("term")
+    if not isinstance(src, str) or not isinstance(dst, str) or not isinstance(term, int):
+        return None
+    return Switchover(src, dst, term, kv.create_revision)
+
+
+def blocking_keys(cluster: str, node_id: str, control: ControlState) -> list[str]:
+    """Keys that must be absent for ``node_id`` to acquire a free role."""
+    keys = [pause_key(cluster)]
+    if control.switchover is None or control.switchover.to_id != node_id:
+        keys.append(switchover_key(cluster))
+    return keys
+
+
+def can_lead(member: Member) -> bool:
+    """Eligible by its own record: priority above 0, not in maintenance, check passing."""
+    return member.eligible and member.priority > 0 and not member.maintenance and member.check_ok
+
+
+def campaign_delay(priority: int, node_id: str, members: tuple[Member, ...], step: float) -> float:
+    """How long a candidate waits before campaigning for a free role.
+
+    ``step`` seconds for every other member that could lead and has a higher
+    priority, so that the highest-priority live candidate goes first.
+    """
+    higher = sum(
+        1 for m in members if m.node_id != node_id and can_lead(m) and m.priority > priority
+    )
+    return higher * step
+
+
+def pick_target(members: tuple[Member, ...], exclude: str) -> Member | None:
+    """The best hand-over target: highest priority that can lead, then lowest id."""
+    candidates = [m for m in members if m.node_id != exclude and can_lead(m)]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda m: (-m.priority, m.node_id))

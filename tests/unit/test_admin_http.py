@@ -1,0 +1,141 @@
+"""The admin API's access rules and error mapping, with fake commands."""
+
+import ipaddress
+from typing import Any
+
+import pytest
+
+from app.clock import FakeClock
+from app.errors import Conflict, StoreUnavailable
+from app.http.app import create_app
+from app.role import Snapshot
+from tests.support.asgi import AsgiClient
+
+TOKEN = "s3cret-token-0123456789"
+
+
+class Fake:
+    snapshot = Snapshot(node_id="n1", backend="local")
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        self.fail: Exception | None = None
+
+    async def _do(self, name: str, arg: Any, result: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append((name, arg))
+        if self.fail is not None:
+            raise self.fail
+        return result
+
+    async def switchover(self, to):
+        return await self._do(
+            "switchover", to, {"from": "n1", "to": to or "n2", "term": 9, "took_ms": 12.5}
+        )
+
+    async def maintenance(self, enabled):
+        return await self._do(
+            "maintenance", enabled, {"node": "n1", "maintenance": enabled, "handed_over_to": None}
+        )
+
+    async def pause(self, paused):
+        return await self._do("pause", paused, {"paused": paused})
+
+
+def client(fake: Fake, token: str | None = TOKEN, networks=()) -> AsgiClient:
+    app = create_app(
+        fake,
+        FakeClock(),
+        live_window=3.0,
+        commands=fake,
+        admin_token=token,
+        allow_networks=[ipaddress.ip_network(n) for n in networks],
+    )
+    return AsgiClient(app)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.mark.parametrize(
+    "path", ["/admin/switchover", "/admin/maintenance", "/admin/pause", "/admin/resume"]
+)
+def test_no_token_is_401_and_wrong_token_is_403(path):
+    fake = Fake()
+    c = client(fake)
+    r = c.post(path, json={"enabled": True})
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"] == "Bearer"
+    assert c.post(path, json={"enabled": True}, headers=bearer("nope")).status_code == 403
+    assert (
+        c.post(path, json={"enabled": True}, headers={"Authorization": TOKEN}).status_code == 403
+    )  # no "Bearer"
+    assert fake.calls == []
+
+
+def test_right_token_runs_the_command():
+    fake = Fake()
+    c = client(fake)
+    r = c.post("/admin/switchover", json={"to": "n3"}, headers=bearer(TOKEN))
+    assert r.status_code == 200
+    assert r.json() == {"from": "n1", "to": "n3", "term": 9, "took_ms": 12.5}
+    assert c.post("/admin/switchover", json={}, headers=bearer(TOKEN)).json()["to"] == "n2"
+    assert (
+        c.post("/admin/maintenance", json={"enabled": True}, headers=bearer(TOKEN)).json()[
+            "maintenance"
+        ]
+        is True
+    )
+    assert c.post("/admin/pause", headers=bearer(TOKEN)).json() == {"paused": True}
+    assert c.post("/admin/resume", headers=bearer(TOKEN)).json() == {"paused": False}
+    assert fake.calls == [
+        ("switchover", "n3"),
+        ("switchover", None),
+        ("maintenance", True),
+        ("pause", True),
+        ("pause", False),
+    ]
+
+
+def test_without_a_token_the_admin_api_is_off():
+    fake = Fake()
+    c = client(fake, token=None)
+    r = c.post("/admin/switchover", json={}, headers=bearer(TOKEN))
+    assert r.status_code == 404
+    assert c.get("/monitor").status_code == 503  # read endpoints stay open
+
+
+def test_refusals_map_to_409_and_store_trouble_to_503():
+    fake = Fake()
+    c = client(fake)
+    fake.fail = Conflict("target n9 is not alive")
+    r = c.post("/admin/switchover", json={"to": "n9"}, headers=bearer(TOKEN))
+    assert (r.status_code, r.json()) == (409, {"detail": "target n9 is not alive"})
+    fake.fail = StoreUnavailable("all endpoints down")
+    r = c.post("/admin/pause", headers=bearer(TOKEN))
+    assert r.status_code == 503 and "store unreachable" in r.json()["detail"]
+
+
+def test_malformed_body_is_422_json():
+    c = client(Fake())
+    r = c.post("/admin/maintenance", json={"enabled": "maybe"}, headers=bearer(TOKEN))
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"] == ["body", "enabled"]
+
+
+def test_allow_cidr_guards_every_path():
+    # httpx's ASGI transport reports the client as 127.0.0.1.
+    inside = client(Fake(), networks=["127.0.0.0/8"])
+    assert inside.get("/monitor").status_code == 503
+    outside = client(Fake(), networks=["10.0.0.0/8", "::1/128"])
+    for path in ("/monitor", "/role", "/admin/pause"):
+        r = outside.get(path)
+        assert r.status_code == 403, path
+        assert r.json() == {"detail": "client network not allowed"}
+
+
+def test_the_token_never_appears_in_role_or_errors():
+    fake = Fake()
+    c = client(fake)
+    assert TOKEN not in c.get("/role").text
+    assert TOKEN not in c.post("/admin/pause", headers=bearer("x" + TOKEN)).text
