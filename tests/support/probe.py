@@ -81,6 +81,16 @@ class Prober:
             time.sleep(0.02)
         raise AssertionError(f"the prober saw no 200 from {node} within {timeout} s")
 
+    def wait_for_count(self, count: int, timeout: float = 15.0) -> None:
+        """Block until ``count`` probes are recorded (bounded by ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self.records) >= count:
+                    return
+            time.sleep(0.02)
+        raise AssertionError(f"fewer than {count} probes within {timeout} s")
+
     def start(self) -> Prober:
         for name, url in self.nodes:
             self._spawn(name, url)
