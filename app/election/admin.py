@@ -68,7 +68,8 @@ class AdminCommands:
                 raise Conflict(f"target {to} is not eligible ({_why_not(target)})")
         record = Switchover(leader.node_id, target.node_id, kv.create_revision)
         try:
-            term, took = await run_switchover(self.e, record)
+            async with self.e.handover_lock:
+                term, took = await run_switchover(self.e, record)
         except SwitchoverFailed as exc:
             raise Conflict(str(exc)) from exc
         return {
@@ -97,17 +98,28 @@ class AdminCommands:
         await e.publish_member()
         e.publish("maintenance on" if enabled else "maintenance off")
         handed_to = None
-        if enabled and e.holds_key:
-            target = pick_target(await self._members(), exclude=e.settings.node_id)
-            if target is None:
-                await e.release("maintenance")
-            else:
-                try:
-                    await run_switchover(e, Switchover(e.settings.node_id, target.node_id, e.term))
-                    handed_to = target.node_id
-                except SwitchoverFailed as exc:
-                    raise Conflict(f"maintenance is on, but the hand-over failed: {exc}") from exc
+        if enabled:
+            # The master's own duties may already be handing over: the lock
+            # makes us wait for that instead of starting a second switchover.
+            async with e.handover_lock:
+                if e.holds_key:
+                    await self._hand_over_for_maintenance()
+            kv, _ = await e.store.get(e.key)
+            leader = decode_leader(kv.value) if kv is not None else None
+            if leader is not None and leader.node_id != e.settings.node_id:
+                handed_to = leader.node_id
         return {"node": e.settings.node_id, "maintenance": enabled, "handed_over_to": handed_to}
+
+    async def _hand_over_for_maintenance(self) -> None:
+        e = self.e
+        target = pick_target(await self._members(), exclude=e.settings.node_id)
+        if target is None:
+            await e.release("maintenance")
+            return
+        try:
+            await run_switchover(e, Switchover(e.settings.node_id, target.node_id, e.term))
+        except SwitchoverFailed as exc:
+            raise Conflict(f"maintenance is on, but the hand-over failed: {exc}") from exc
 
     async def pause(self, paused: bool) -> dict[str, Any]:
         """Pause (no automatic failover, cluster-wide) or resume."""

@@ -105,6 +105,8 @@ class Elector(ClusterSteps):
         self._garbage_logged: set[tuple[str, int]] = set()
         self.snapshot = Snapshot(node_id=settings.node_id, backend=store.name)
         self.lease_ready = asyncio.Event()
+        #: Serialises planned hand-overs (admin commands and the master's duties).
+        self.handover_lock = asyncio.Lock()
 
     # -- publication ------------------------------------------------------
 

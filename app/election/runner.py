@@ -140,9 +140,17 @@ async def _tick_loop(e: Elector) -> None:
 
 
 async def master_duties(e: Elector) -> None:
-    """Hand over if the control keys, the local check or failback say so."""
-    if not e.holds_key:
-        return
+    """Hand over if the control keys, the local check or failback say so.
+
+    Runs under the elector's hand-over lock, so it never races an admin command
+    that is handing over at the same moment.
+    """
+    async with e.handover_lock:
+        if e.holds_key:
+            await _duties(e)
+
+
+async def _duties(e: Elector) -> None:
     me = e.settings.node_id
     record = e.control.switchover
     if record is not None and record.from_id == me and record.term == e.term:
