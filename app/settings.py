@@ -142,15 +142,6 @@ class Settings(BaseSettings):
                 raise ValueError(f"{value!r} is not HOST:PORT")
         return value
 
-    @field_validator("check_http")
-    @classmethod
-    def _check_http_url(cls, value: str | None) -> str | None:
-        if value is not None:
-            parts = urlsplit(value)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"{value!r} is not an http(s) URL")
-        return value
-
     @field_validator("node_id", "cluster")
     @classmethod
     def _check_name(cls, value: str) -> str:
@@ -158,9 +149,9 @@ class Settings(BaseSettings):
             raise ValueError("use 1 to 63 characters from A-Z a-z 0-9 . _ -")
         return value
 
-    @field_validator("advertise_url")
+    @field_validator("advertise_url", "check_http")
     @classmethod
-    def _check_advertise(cls, value: str | None) -> str | None:
+    def _check_http_url(cls, value: str | None) -> str | None:
         if value is not None:
             parts = urlsplit(value)
             if parts.scheme not in ("http", "https") or not parts.hostname:

@@ -8,7 +8,7 @@ paths get a JSON 404.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -90,21 +90,23 @@ def create_app(
             metrics.probe(path, response.status_code)
         return response
 
-    def monitor() -> Response:
-        snap = node.snapshot
-        role = snap.role_at(clock.now())
-        return count("/monitor", _probe_response(snap, role, role is Role.MASTER))
+    def probe(path: str, positive: Callable[[Snapshot, Role], bool]) -> Callable[[], Response]:
+        def answer() -> Response:
+            snap = node.snapshot
+            role = snap.role_at(clock.now())
+            return count(path, _probe_response(snap, role, positive(snap, role)))
 
-    def root() -> Response:
-        snap = node.snapshot
-        role = snap.role_at(clock.now())
-        return count("/", _probe_response(snap, role, role is Role.MASTER))
+        return answer
 
-    def monitor_standby() -> Response:
-        snap = node.snapshot
-        role = snap.role_at(clock.now())
-        healthy = role is Role.STANDBY and snap.leader_id is not None
-        return count("/monitor/standby", _probe_response(snap, role, healthy))
+    def is_master(snap: Snapshot, role: Role) -> bool:
+        return role is Role.MASTER
+
+    def is_healthy_standby(snap: Snapshot, role: Role) -> bool:
+        return role is Role.STANDBY and snap.leader_id is not None
+
+    monitor = probe("/monitor", is_master)
+    root = probe("/", is_master)
+    monitor_standby = probe("/monitor/standby", is_healthy_standby)
 
     probes = [
         ("/monitor", monitor, "monitor", "200 only while this node is master"),

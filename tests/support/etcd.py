@@ -22,9 +22,7 @@ import os
 import signal
 import subprocess
 import tempfile
-import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -32,23 +30,13 @@ from typing import Any
 
 import httpx
 
+from tests.support.nodes import wait_for
 from tests.support.ports import free_port
 
 ETCD_BIN = Path("/usr/bin/etcd")
 HOST = "127.0.0.1"
 START_TIMEOUT = 20.0
 POLL_INTERVAL = 0.05
-
-
-def _wait(predicate: Callable[[], bool], *, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    for _ in range(int(timeout / POLL_INTERVAL) + 2):
-        if predicate():
-            return
-        if time.monotonic() >= deadline:
-            break
-        time.sleep(POLL_INTERVAL)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def _get(url: str, timeout: float) -> httpx.Response | None:
@@ -124,7 +112,12 @@ class EtcdMember:
             return False
 
     def wait_healthy(self, timeout: float = START_TIMEOUT) -> None:
-        _wait(self.healthy, timeout=timeout, what=f"etcd member {self.name} to be healthy")
+        wait_for(
+            self.healthy,
+            timeout=timeout,
+            what=f"etcd member {self.name} to be healthy",
+            interval=POLL_INTERVAL,
+        )
 
     def kill(self) -> None:
         """SIGKILL the member and reap it."""
@@ -160,7 +153,12 @@ class EtcdMember:
         if wait_healthy:
             self.wait_healthy()
         else:
-            _wait(self._serves, timeout=START_TIMEOUT, what=f"etcd member {self.name} to serve")
+            wait_for(
+                self._serves,
+                timeout=START_TIMEOUT,
+                what=f"etcd member {self.name} to serve",
+                interval=POLL_INTERVAL,
+            )
 
     def status(self, timeout: float = 0.5) -> dict[str, Any] | None:
         """The member's ``/v3/maintenance/status`` reply, or None if it does not answer."""
@@ -270,7 +268,12 @@ class EtcdCluster:
         def all_healthy() -> bool:
             return all(m.healthy() for m in self.members)
 
-        _wait(all_healthy, timeout=timeout, what=f"{len(self.members)} etcd member(s) healthy")
+        wait_for(
+            all_healthy,
+            timeout=timeout,
+            what=f"{len(self.members)} etcd member(s) healthy",
+            interval=POLL_INTERVAL,
+        )
 
     def leader_index(self, timeout: float = 5.0) -> int:
         """Index of the member that reports itself leader; waits up to ``timeout`` s."""
@@ -284,7 +287,7 @@ class EtcdCluster:
                     return True
             return False
 
-        _wait(leader_found, timeout=timeout, what="an etcd leader")
+        wait_for(leader_found, timeout=timeout, what="an etcd leader", interval=POLL_INTERVAL)
         return found[0]
 
     def enable_auth(self, password: str, user: str = "root") -> None:

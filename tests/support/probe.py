@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from tests.support.nodes import wait_for
+
 _TERM = re.compile(r"\bterm=(\d+)\b")
 
 
@@ -71,25 +73,23 @@ class Prober:
 
     def wait_positive(self, node: str, after: float = 0.0, timeout: float = 15.0) -> None:
         """Block until a 200 from ``node`` that began after ``after`` is recorded."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def seen() -> bool:
             with self._lock:
-                if any(
+                return any(
                     p.node == node and p.status == 200 and p.start > after for p in self.records
-                ):
-                    return
-            time.sleep(0.02)
-        raise AssertionError(f"the prober saw no 200 from {node} within {timeout} s")
+                )
+
+        wait_for(seen, timeout=timeout, what=f"a 200 from {node} in the probe records")
 
     def wait_for_count(self, count: int, timeout: float = 15.0) -> None:
         """Block until ``count`` probes are recorded (bounded by ``timeout``)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def enough() -> bool:
             with self._lock:
-                if len(self.records) >= count:
-                    return
-            time.sleep(0.02)
-        raise AssertionError(f"fewer than {count} probes within {timeout} s")
+                return len(self.records) >= count
+
+        wait_for(enough, timeout=timeout, what=f"{count} probes")
 
     def start(self) -> Prober:
         for name, url in self.nodes:
