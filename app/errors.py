@@ -46,5 +46,16 @@ class StoreProtocolError(StoreError):
     """The store answered something we cannot parse."""
 
 
+class StoreLeaseGone(StoreError):
+    """The store no longer knows the lease a write was bound to.
+
+    Not an outage: the store answered. The caller has lost that lease.
+    """
+
+
 class Conflict(VipmonError):
     """An admin request cannot be carried out now; the message says why (HTTP 409)."""
+
+
+class SwitchoverFailed(Conflict):
+    """A switchover could not start or did not finish in time; the message says why."""

@@ -10,7 +10,8 @@ a negative answer on its own.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Protocol
 
 
@@ -59,6 +60,10 @@ class Snapshot:
     have not seen the key go. ``lease_valid_until`` is the fail-closed
     deadline ``t_send + TTL - margin`` of the last grant or keepalive.
     ``store_ok_until`` bounds how long a standby may trust what it last read.
+    ``stop_flag`` is the node's own stop event, shared by every snapshot it
+    publishes: once set (from any thread) no snapshot of the node is positive,
+    old or new, so a stop can never be undone by a publish racing it.
+    ``draining`` is set for the whole of a planned release.
     """
 
     node_id: str
@@ -84,13 +89,19 @@ class Snapshot:
     members: tuple[Member, ...] = ()
     last_transition: Transition | None = None
     loop_heartbeat: float = 0.0
+    stop_flag: threading.Event | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def stopping(self) -> bool:
+        """Shutting down: told so at publication, or the stop flag is set since."""
+        return self.shutting_down or (self.stop_flag is not None and self.stop_flag.is_set())
 
     def is_master(self, now: float) -> bool:
         """Positive only while we hold the key and our lease deadline is ahead."""
         return (
             self.holds_key
             and not self.draining
-            and not self.shutting_down
+            and not self.stopping
             and now < self.lease_valid_until
         )
 
@@ -100,7 +111,7 @@ class Snapshot:
             return Role.MASTER
         if self.holds_key and self.draining and now < self.lease_valid_until:
             return Role.DRAINING
-        if self.shutting_down or self.holds_key:
+        if self.stopping or self.holds_key:
             return Role.UNKNOWN
         if self.maintenance:
             return Role.MAINTENANCE

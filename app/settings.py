@@ -90,6 +90,12 @@ class Settings(BaseSettings):
         default=0.0, ge=0, le=600, description="ROLE=DRAINING before a planned release, s."
     )
     switchover_timeout: float = Field(default=30.0, gt=0, le=600, description="Seconds.")
+    settle_time: float = Field(
+        default=0.05,
+        ge=0,
+        le=5,
+        description="Planned release: s between turning negative and deleting the key.",
+    )
     check_http: str | None = Field(default=None, description="Local health check: GET this URL.")
     check_tcp: str | None = Field(default=None, description="Local health check: HOST:PORT.")
     check_command: str | None = Field(default=None, description="Local health check: command.")

@@ -88,3 +88,25 @@ async def check_absent_guard(make: StoreFactory) -> None:
         await s.revoke(lease.lease_id)
     finally:
         await s.close()
+
+
+async def check_same_guard(make: StoreFactory) -> None:
+    """``acquire(..., same={k: rev})`` wins only while ``k`` is the very record read."""
+    s = await make()
+    try:
+        lease = await s.grant(5)
+        await s.put("/same/switchover", b"to me", 0)
+        first = (await s.get("/same/switchover"))[0]
+        assert first is not None
+        await s.resign("/same/switchover", first.create_revision)
+        await s.put("/same/switchover", b"to another", 0)  # a newer record, same key
+        stale = {"/same/switchover": first.create_revision}
+        blocked = await s.acquire("/same/leader", b"A", lease.lease_id, same=stale)
+        assert not blocked.won and blocked.holder is None
+        current = (await s.get("/same/switchover"))[0]
+        assert current is not None
+        fresh = {"/same/switchover": current.create_revision}
+        assert (await s.acquire("/same/leader", b"A", lease.lease_id, same=fresh)).won
+        await s.revoke(lease.lease_id)
+    finally:
+        await s.close()

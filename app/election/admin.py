@@ -22,8 +22,7 @@ from app.election.control import (
 )
 from app.election.elector import Elector
 from app.election.records import decode_leader, decode_member, members_prefix
-from app.election.runner import SwitchoverFailed, run_switchover
-from app.errors import Conflict
+from app.errors import Conflict, SwitchoverFailed
 from app.role import Member
 
 
@@ -67,11 +66,8 @@ class AdminCommands:
             if not can_lead(target):
                 raise Conflict(f"target {to} is not eligible ({_why_not(target)})")
         record = Switchover(leader.node_id, target.node_id, kv.create_revision)
-        try:
-            async with self.e.handover_lock:
-                term, took = await run_switchover(self.e, record)
-        except SwitchoverFailed as exc:
-            raise Conflict(str(exc)) from exc
+        async with self.e.handover.lock:
+            term, took = await self.e.handover.switchover(record)
         return {
             "from": leader.node_id,
             "to": target.node_id,
@@ -101,7 +97,7 @@ class AdminCommands:
         if enabled:
             # The master's own duties may already be handing over: the lock
             # makes us wait for that instead of starting a second switchover.
-            async with e.handover_lock:
+            async with e.handover.lock:
                 if e.holds_key:
                     await self._hand_over_for_maintenance()
             kv, _ = await e.store.get(e.key)
@@ -111,13 +107,8 @@ class AdminCommands:
         return {"node": e.settings.node_id, "maintenance": enabled, "handed_over_to": handed_to}
 
     async def _hand_over_for_maintenance(self) -> None:
-        e = self.e
-        target = pick_target(await self._members(), exclude=e.settings.node_id)
-        if target is None:
-            await e.release("maintenance")
-            return
         try:
-            await run_switchover(e, Switchover(e.settings.node_id, target.node_id, e.term))
+            await self.e.handover.hand_over("maintenance", await self._members())
         except SwitchoverFailed as exc:
             raise Conflict(f"maintenance is on, but the hand-over failed: {exc}") from exc
 

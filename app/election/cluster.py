@@ -1,25 +1,19 @@
 """The election's steps about the cluster around the leader key.
 
-Member records, the control keys, and the planned release of the role. These
-are methods of :class:`app.election.elector.Elector`, kept here by topic; each
-makes at most one store call (``release`` sleeps the drain time first).
+Member records and the control keys. These are methods of
+:class:`app.election.elector.Elector`, kept here by topic; each makes at most
+one store call. The planned release of the role lives in
+:mod:`app.election.handover`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from typing import Protocol
 
 from app import __version__
-from app.election.control import (
-    ControlState,
-    Switchover,
-    control_prefix,
-    decode_control,
-    switchover_key,
-)
+from app.election.control import ControlState, control_prefix, decode_control
 from app.election.lease import LeaseDeadline
 from app.election.records import (
     LeaderRecord,
@@ -59,7 +53,6 @@ class ClusterSteps:
     holds_key: bool
     term: int
     key: str
-    draining: bool
     members: tuple[Member, ...]
     control: ControlState
     check: Callable[[], CheckView]
@@ -155,37 +148,3 @@ class ClusterSteps:
         if changed:
             self.publish("control keys changed")
         return True
-
-    async def release(self, reason: str) -> bool:
-        """Planned hand-over: answer DRAINING for ``drain_time``, then delete our key.
-
-        The lease is kept (we stay a member). The key is released only after
-        the drain, so a new master can turn positive only after it. True if the
-        key was released (or already gone).
-        """
-        if not self.holds_key:
-            return True
-        self.draining = True
-        self.publish(f"draining: {reason}")
-        if self.settings.drain_time > 0:
-            await asyncio.sleep(self.settings.drain_time)
-        if not self.holds_key:
-            return True
-        term = self.term
-        try:
-            deleted = await self.store.resign(self.key, term)
-        except StoreError as exc:
-            # Drop the lease instead: the key goes with it within the TTL.
-            log.warning("releasing term %d failed (%s); letting the lease expire", term, exc)
-            self.lose_lease(f"{reason}; lease abandoned")
-            return False
-        log.info("released term %d (key deleted: %s): %s", term, deleted, reason)
-        self.lose_key(reason)
-        return True
-
-    async def clear_switchover(self, record: Switchover) -> None:
-        """Delete a switchover record if it is still the one we read."""
-        try:
-            await self.store.resign(switchover_key(self.settings.cluster), record.create_revision)
-        except StoreError as exc:
-            self.store_failed("clear switchover", exc)

@@ -4,15 +4,16 @@ Operators steer the election through keys under ``/vipmon/<cluster>/control/``:
 
 * ``pause``: no node takes a free role (no automatic failover); a master keeps
   its role for as long as it holds its lease. No lease: it stays until resume.
-* ``switchover``: ``{"from", "to", "term"}``, bound to the requester's lease.
-  The master named ``from`` with that term hands over; only ``to`` may take
-  the role while the key exists; the new master deletes it.
+* ``switchover``: ``{"from", "to", "term"}``, bound to a lease of its own that
+  is never renewed (see :mod:`app.election.handover`). The master named
+  ``from`` with that term hands over; only ``to`` may take the role while the
+  key exists; the new master deletes it.
 * ``maintenance/<node>``: that node is not eligible and hands over if master.
   No lease, so it survives a restart of the node.
 
 Every acquire carries the blocking keys in its own transaction (the store's
-``absent`` guard), so a pause or a switchover written a moment earlier is
-never raced past. The policy functions here are pure.
+``absent`` and ``same`` guards), so a pause or a switchover written a moment
+earlier is never raced past. The policy functions here are pure.
 """
 
 from __future__ import annotations
@@ -98,12 +99,21 @@ def _decode_switchover(kv: KeyValue) -> Switchover | None:
     return Switchover(src, dst, term, kv.create_revision)
 
 
-def blocking_keys(cluster: str, node_id: str, control: ControlState) -> list[str]:
-    """Keys that must be absent for ``node_id`` to acquire a free role."""
-    keys = [pause_key(cluster)]
-    if control.switchover is None or control.switchover.to_id != node_id:
-        keys.append(switchover_key(cluster))
-    return keys
+def acquire_guards(
+    cluster: str, node_id: str, control: ControlState
+) -> tuple[list[str], dict[str, int]]:
+    """The guards of ``node_id``'s acquire: keys that must be absent, and keys that must
+    still be the very record read (by create_revision).
+
+    The pause key must always be absent. The switchover key must be absent too,
+    unless the last read showed a record naming ``node_id`` as the target: then
+    that exact record must still be there, so a read that has gone stale (the
+    record withdrawn, a newer one naming another node) can never exempt us.
+    """
+    record = control.switchover
+    if record is not None and record.to_id == node_id and record.create_revision > 0:
+        return [pause_key(cluster)], {switchover_key(cluster): record.create_revision}
+    return [pause_key(cluster), switchover_key(cluster)], {}
 
 
 def can_lead(member: Member) -> bool:

@@ -26,10 +26,8 @@ from typing import Protocol
 
 from app.clock import Clock
 from app.election.cluster import CheckView, ClusterSteps
-from app.election.control import (
-    ControlState,
-    blocking_keys,
-)
+from app.election.control import ControlState, acquire_guards
+from app.election.handover import Handover
 from app.election.lease import LeaseDeadline
 from app.election.records import (
     LeaderRecord,
@@ -94,7 +92,6 @@ class Elector(ClusterSteps):
         self.leader_unknown = False
         self.members: tuple[Member, ...] = ()
         self.control = ControlState()
-        self.draining = False
         self.term_started = -math.inf
         self.store_reachable = False
         self.store_ok_until = -math.inf
@@ -103,10 +100,12 @@ class Elector(ClusterSteps):
         self._stop = threading.Event()
         self._role = Role.UNKNOWN
         self._garbage_logged: set[tuple[str, int]] = set()
-        self.snapshot = Snapshot(node_id=settings.node_id, backend=store.name)
+        self.snapshot = Snapshot(
+            node_id=settings.node_id, backend=store.name, stop_flag=self._stop
+        )
         self.lease_ready = asyncio.Event()
-        #: Serialises planned hand-overs (admin commands and the master's duties).
-        self.handover_lock = asyncio.Lock()
+        #: Every planned release of the role: switchover, maintenance, SIGTERM, ...
+        self.handover = Handover(self)
 
     # -- publication ------------------------------------------------------
 
@@ -130,7 +129,8 @@ class Elector(ClusterSteps):
             leader_term=self.leader_term,
             leader_unknown=self.leader_unknown,
             shutting_down=self._stop.is_set(),
-            draining=self.draining,
+            stop_flag=self._stop,
+            draining=self.handover.releasing,
             maintenance=self.in_maintenance,
             paused=self.control.paused,
             priority=self.settings.priority,
@@ -193,7 +193,6 @@ class Elector(ClusterSteps):
     def lose_key(self, reason: str) -> None:
         if self.holds_key:
             self.holds_key = False
-            self.draining = False
             self.term = 0
             self.leader, self.leader_term = None, 0
         self.publish(reason)
@@ -292,18 +291,24 @@ class Elector(ClusterSteps):
             log.debug("revoke of spare lease %d failed: %s", lease_id, exc)
 
     async def campaign(self) -> bool:
-        """One acquire attempt, only with a valid lease. False on a store error."""
+        """One acquire attempt, only with a valid lease. False on a store error.
+
+        Never while a planned release runs or after a stop was requested: a
+        node giving up a term must not win a new one in the middle.
+        """
         lease_id = self.lease_id
-        if self.holds_key or lease_id is None:
+        if self.holds_key or lease_id is None or self.handover.releasing or self._stop.is_set():
             return True
         t_send = self.clock.now()
         if not self.deadline.valid(t_send):
             return True
         if not self.eligible():
             return await self.verify_hold()
-        absent = blocking_keys(self.settings.cluster, self.settings.node_id, self.control)
+        absent, same = acquire_guards(self.settings.cluster, self.settings.node_id, self.control)
         try:
-            result = await self.store.acquire(self.key, encode_leader(self.me), lease_id, absent)
+            result = await self.store.acquire(
+                self.key, encode_leader(self.me), lease_id, absent, same
+            )
         except StoreError as exc:
             self.store_failed("acquire", exc)
             return False
@@ -389,35 +394,9 @@ class Elector(ClusterSteps):
         return True
 
     async def resign(self) -> None:
-        """Turn negative, delete our key if it is still ours, revoke the lease.
-
-        With ``drain_time`` set, the master first answers DRAINING that long.
-        """
-        drain = self.holds_key and self.settings.drain_time > 0
-        self.draining = self.draining or drain
-        self.request_stop()
-        self.publish("draining before shutdown" if drain else "shutting down")
-        if drain:
-            await asyncio.sleep(self.settings.drain_time)
-        if self.holds_key:
-            try:
-                deleted = await self.store.resign(self.key, self.term)
-                log.info("resigned term %d (key deleted: %s)", self.term, deleted)
-            except StoreError as exc:
-                log.warning("resign failed, the lease will expire instead: %s", exc)
-            self.holds_key = False
-        if self.lease_id is not None:
-            try:
-                await self.store.revoke(self.lease_id)
-            except StoreError as exc:
-                log.warning("lease revoke failed, it will expire instead: %s", exc)
-            self.lease_id = None
-            self.deadline.on_lost()
-        self.publish("resigned")
+        """SIGTERM: turn negative, release our term (drain, settle, delete), revoke the lease."""
+        await self.handover.resign()
 
     def request_stop(self) -> None:
-        """Thread-safe: from now on the node never answers positive."""
+        """Thread-safe: from now on no snapshot of this node is positive, old or new."""
         self._stop.set()
-        snap = self.snapshot
-        drain = snap.draining or (snap.holds_key and self.settings.drain_time > 0)
-        self.snapshot = Snapshot(**{**snap.__dict__, "shutting_down": True, "draining": drain})

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import math
 
+from app.errors import SettingsError
+
 
 class LeaseDeadline:
     """The fail-closed validity deadline of one lease."""
 
     def __init__(self, margin: float) -> None:
         if margin <= 0:
-            raise ValueError("margin must be positive")
+            raise SettingsError("lease_margin", "must be positive")
         self.margin = margin
         self.valid_until = -math.inf
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 
@@ -100,12 +100,19 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def acquire(
-        self, key: str, value: bytes, lease_id: int, absent: Sequence[str] = ()
+        self,
+        key: str,
+        value: bytes,
+        lease_id: int,
+        absent: Sequence[str] = (),
+        same: Mapping[str, int] | None = None,
     ) -> AcquireResult:
         """Put ``key`` bound to ``lease_id`` only if it and every key in ``absent`` do not exist.
 
-        A key in ``absent`` that exists makes the acquire lose with ``holder``
-        set to the current ``key`` (or None): blocked, not held.
+        Each key in ``same`` must exist with exactly the given ``create_revision``
+        (the very record the caller read, not a newer one). A guard that fails
+        makes the acquire lose with ``holder`` set to the current ``key`` (or
+        None): blocked, not held.
         """
 
     @abc.abstractmethod

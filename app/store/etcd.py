@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
 
-from app.errors import StoreError, StoreProtocolError
+from app.errors import StoreLeaseGone, StoreProtocolError
 from app.store.base import (
     AcquireResult,
     EventKind,
@@ -178,9 +178,15 @@ class EtcdStore(Store):
                 raise
 
     async def acquire(
-        self, key: str, value: bytes, lease_id: int, absent: Sequence[str] = ()
+        self,
+        key: str,
+        value: bytes,
+        lease_id: int,
+        absent: Sequence[str] = (),
+        same: Mapping[str, int] | None = None,
     ) -> AcquireResult:
-        """One txn: if ``key`` and each ``absent`` key have create_revision 0, put; else read.
+        """One txn: if ``key`` and each ``absent`` key have create_revision 0, and each
+        ``same`` key has the given create_revision, put; else read.
 
         Losing returns the holder and the holder's create_revision. A lease
         that etcd no longer knows also loses (then the key is read separately).
@@ -189,10 +195,16 @@ class EtcdStore(Store):
         put: JSONObject = {"key": k, "value": b64(value)}
         if lease_id:
             put["lease"] = str(lease_id)
+        guards = [(name, 0) for name in (key, *absent)] + list((same or {}).items())
         body = {
             "compare": [
-                {"target": "CREATE", "result": "EQUAL", "key": b64(name), "create_revision": "0"}
-                for name in (key, *absent)
+                {
+                    "target": "CREATE",
+                    "result": "EQUAL",
+                    "key": b64(name),
+                    "create_revision": str(revision),
+                }
+                for name, revision in guards
             ],
             "success": [{"request_put": put}],
             "failure": [{"request_range": {"key": k}}],
@@ -240,7 +252,7 @@ class EtcdStore(Store):
         return deleted > 0
 
     async def put(self, key: str, value: bytes, lease_id: int) -> None:
-        """``/kv/put``. A lease etcd no longer knows raises ``StoreError``."""
+        """``/kv/put``. A lease etcd no longer knows raises ``StoreLeaseGone``."""
         body: JSONObject = {"key": b64(key), "value": b64(value)}
         if lease_id:
             body["lease"] = str(lease_id)
@@ -248,7 +260,7 @@ class EtcdStore(Store):
             await self._etcd.call("/kv/put", body)
         except EtcdReplyError as exc:
             if exc.lease_not_found:
-                raise StoreError(f"lease {lease_id} not found") from exc
+                raise StoreLeaseGone(f"lease {lease_id} not found") from exc
             raise
 
     async def get(self, key: str) -> tuple[KeyValue | None, int]:

@@ -2,10 +2,19 @@
 
 Each call is one ``BEGIN IMMEDIATE`` transaction, so calls from several
 processes are serialised by SQLite's file lock. Lease deadlines are kept on
-``time.monotonic()``, which on Linux is the system-wide ``CLOCK_MONOTONIC``,
+:class:`app.clock.MonotonicClock` (``CLOCK_BOOTTIME``), which is system-wide,
 so every process on the host measures them on the same clock. Expired leases
 and their keys are swept at the start of every transaction. The revision
 counter lives in the file, so terms keep growing across restarts.
+
+That clock starts again at every boot, so the file is stamped with the boot
+it was last used in (``/proc/sys/kernel/random/boot_id``). The first
+connection of a process in another boot drops every lease, with the keys bound
+to them: their expiry instants belong to a clock that no longer runs, and
+would otherwise keep a dead leader key alive for about one previous uptime.
+Keys without a lease (maintenance, pause) survive. A file without a stamp
+(from an older vipmon) is stamped, not cleared, so that an upgrade never drops
+the lease of a node still running.
 
 Calls run in a worker thread so that a busy lock never blocks the caller's
 event loop; a lock held past the timeout raises ``StoreUnavailable``.
@@ -16,12 +25,12 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 from app.clock import Clock, MonotonicClock
-from app.errors import StoreError, StoreUnavailable
+from app.errors import StoreLeaseGone, StoreUnavailable
 from app.store.base import (
     AcquireResult,
     EventKind,
@@ -41,12 +50,22 @@ CREATE TABLE IF NOT EXISTS leases (
 CREATE TABLE IF NOT EXISTS kv (
     key TEXT PRIMARY KEY, value BLOB NOT NULL, create_revision INTEGER NOT NULL,
     mod_revision INTEGER NOT NULL, lease INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS boot (id TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
     revision INTEGER PRIMARY KEY, kind TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,
     create_revision INTEGER NOT NULL, lease INTEGER NOT NULL);
 """
 _HISTORY = 1000
 _POLL = 0.02
+_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+
+def current_boot_id() -> str:
+    """This boot's id, or "" where the system does not tell (then no boot check)."""
+    try:
+        return _BOOT_ID.read_text(encoding="ascii").strip()
+    except OSError:
+        return ""
 
 
 class LocalStore(Store):
@@ -54,10 +73,18 @@ class LocalStore(Store):
 
     name = "local"
 
-    def __init__(self, path: Path, *, timeout: float, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        timeout: float,
+        clock: Clock | None = None,
+        boot_id: str | None = None,
+    ) -> None:
         self.path = path
         self.timeout = timeout
         self.clock = clock or MonotonicClock()
+        self.boot_id = current_boot_id() if boot_id is None else boot_id
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -74,6 +101,7 @@ class LocalStore(Store):
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.executescript(_SCHEMA)
+                self._stamp_boot(conn)
             except sqlite3.Error:
                 conn.close()
                 raise
@@ -81,6 +109,23 @@ class LocalStore(Store):
             with self._lock:
                 self._conns.append(conn)
         return conn
+
+    def _stamp_boot(self, conn: sqlite3.Connection) -> None:
+        if not self.boot_id:
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute("SELECT id FROM boot").fetchone()
+            if row is None or row[0] != self.boot_id:
+                if row is not None:
+                    for (lease_id,) in conn.execute("SELECT id FROM leases").fetchall():
+                        self._drop_lease(conn, lease_id)
+                conn.execute("DELETE FROM boot")
+                conn.execute("INSERT INTO boot VALUES (?)", (self.boot_id,))
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     def _tx(self, body: Callable[[sqlite3.Connection], T]) -> T:
         try:
@@ -187,11 +232,22 @@ class LocalStore(Store):
         await self._run(lambda conn: self._drop_lease(conn, lease_id))
 
     async def acquire(
-        self, key: str, value: bytes, lease_id: int, absent: Sequence[str] = ()
+        self,
+        key: str,
+        value: bytes,
+        lease_id: int,
+        absent: Sequence[str] = (),
+        same: Mapping[str, int] | None = None,
     ) -> AcquireResult:
+        def created(conn: sqlite3.Connection, name: str) -> int:
+            kv = self._read(conn, name)
+            return kv.create_revision if kv is not None else 0
+
         def body(conn: sqlite3.Connection) -> AcquireResult:
             holder = self._read(conn, key)
-            blocked = any(self._read(conn, k) is not None for k in absent)
+            blocked = any(created(conn, k) for k in absent) or any(
+                created(conn, k) != rev for k, rev in (same or {}).items()
+            )
             if holder is not None or blocked or not self._lease_alive(conn, lease_id):
                 rev = self._revision(conn)
                 return AcquireResult(False, holder.create_revision if holder else 0, holder, rev)
@@ -219,7 +275,7 @@ class LocalStore(Store):
         try:
             await self._run(body)
         except _LeaseGone as exc:
-            raise StoreError(f"lease {exc.args[0]} not found") from exc
+            raise StoreLeaseGone(f"lease {exc.args[0]} not found") from exc
 
     async def get(self, key: str) -> tuple[KeyValue | None, int]:
         return await self._run(lambda conn: (self._read(conn, key), self._revision(conn)))

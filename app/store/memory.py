@@ -10,11 +10,11 @@ exactly ``ttl`` after the last grant or keepalive.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from app.clock import Clock
-from app.errors import StoreError, StoreUnavailable
+from app.errors import StoreError, StoreLeaseGone, StoreUnavailable
 from app.store.base import (
     AcquireResult,
     EventKind,
@@ -113,11 +113,19 @@ class MemoryStore(Store):
             self.data.drop_lease(lease_id)
 
     async def acquire(
-        self, key: str, value: bytes, lease_id: int, absent: Sequence[str] = ()
+        self,
+        key: str,
+        value: bytes,
+        lease_id: int,
+        absent: Sequence[str] = (),
+        same: Mapping[str, int] | None = None,
     ) -> AcquireResult:
         self._enter("acquire")
         holder = self.data.keys.get(key)
-        blocked = any(k in self.data.keys for k in absent)
+        blocked = any(k in self.data.keys for k in absent) or any(
+            getattr(self.data.keys.get(k), "create_revision", 0) != rev
+            for k, rev in (same or {}).items()
+        )
         if holder is not None or blocked or lease_id not in self.data.leases:
             return AcquireResult(
                 False, holder.create_revision if holder else 0, holder, self.data.revision
@@ -136,7 +144,7 @@ class MemoryStore(Store):
     async def put(self, key: str, value: bytes, lease_id: int) -> None:
         self._enter("put")
         if lease_id and lease_id not in self.data.leases:
-            raise StoreUnavailable(f"lease {lease_id} not found")
+            raise StoreLeaseGone(f"lease {lease_id} not found")
         self.data.put(key, value, lease_id)
 
     async def get(self, key: str) -> tuple[KeyValue | None, int]:

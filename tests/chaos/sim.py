@@ -4,7 +4,8 @@
   :meth:`Relay.call`, where a test can hold a call, lose its reply or delay it.
 * :func:`virtual_time_loop` is an asyncio loop whose time is a
   :class:`~app.clock.FakeClock`: when every task waits, the clock jumps to the
-  next timer instead of sleeping. The election's real loops
+  next timer (or the next :meth:`~app.clock.FakeClock.sleep` wake-up) instead of
+  sleeping. The election's real loops
   (:func:`app.election.runner.run_election`) then run seconds of cluster time
   in milliseconds, with no real I/O (the in-memory store only).
 """
@@ -13,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import selectors
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import Any, TypeVar
 
 from app.clock import FakeClock
 from app.store.base import AcquireResult, KeyValue, LeaseGrant, Store, WatchEvent
+
+T = TypeVar("T")
 
 
 class Relay(Store):
@@ -41,9 +44,16 @@ class Relay(Store):
         await self.call("revoke", lambda: self.inner.revoke(lease_id))
 
     async def acquire(
-        self, key: str, value: bytes, lease_id: int, absent: Sequence[str] = ()
+        self,
+        key: str,
+        value: bytes,
+        lease_id: int,
+        absent: Sequence[str] = (),
+        same: Mapping[str, int] | None = None,
     ) -> AcquireResult:
-        return await self.call("acquire", lambda: self.inner.acquire(key, value, lease_id, absent))
+        return await self.call(
+            "acquire", lambda: self.inner.acquire(key, value, lease_id, absent, same)
+        )
 
     async def resign(self, key: str, create_revision: int) -> bool:
         return await self.call("resign", lambda: self.inner.resign(key, create_revision))
@@ -72,6 +82,10 @@ class _JumpSelector(selectors.SelectSelector):
         self.clock = clock
 
     def select(self, timeout: float | None = None) -> list[Any]:
+        wake = self.clock.next_wake()  # a task asleep on the clock itself
+        if wake is not None:
+            until_wake = max(0.0, wake - self.clock.now())
+            timeout = until_wake if timeout is None else min(timeout, until_wake)
         if timeout is None:
             raise RuntimeError("every task waits and no timer is set: the simulation is stuck")
         if timeout > 0:
@@ -91,3 +105,12 @@ class _VirtualTimeLoop(asyncio.SelectorEventLoop):
 def virtual_time_loop(clock: FakeClock) -> asyncio.AbstractEventLoop:
     """A new event loop on ``clock``; close it when done."""
     return _VirtualTimeLoop(clock)
+
+
+def run_virtual(clock: FakeClock, coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to completion on a fresh virtual-time loop on ``clock``."""
+    loop = virtual_time_loop(clock)
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()

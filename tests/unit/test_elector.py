@@ -9,6 +9,7 @@ from app.role import Role
 from app.settings import load_settings
 from app.store.base import EventKind, KeyValue, WatchEvent
 from app.store.memory import MemoryData, MemoryStore
+from tests.chaos.sim import run_virtual
 
 
 def run(coro):
@@ -131,7 +132,7 @@ def test_resign_turns_negative_first_then_deletes_then_revokes():
     standby = next(e for e in w.nodes if e is not master)
     seen: list[tuple[str, bool]] = []
     master.store.on_call = lambda op: seen.append((op, master.snapshot.is_master(w.clock.now())))
-    run(master.resign())
+    run_virtual(w.clock, master.resign())  # the settle time passes on the fake clock
     assert seen == [("resign", False), ("revoke", False)]
     assert leader_key("vipmon") not in w.data.keys
     assert master.lease_id is None
@@ -182,8 +183,8 @@ def test_an_acquire_reply_for_a_lease_that_was_replaced_is_not_a_win():
 
         gate = asyncio.Event()
 
-        async def delayed(key, value, lease_id, absent=()):
-            result = await original(key, value, lease_id, absent)
+        async def delayed(key, value, lease_id, absent=(), same=None):
+            result = await original(key, value, lease_id, absent, same)
             await gate.wait()
             return result
 

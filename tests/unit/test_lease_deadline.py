@@ -8,7 +8,7 @@ import pytest
 from app.clock import FakeClock
 from app.election.elector import Elector
 from app.election.lease import LeaseDeadline
-from app.errors import StoreUnavailable
+from app.errors import SettingsError, StoreUnavailable
 from app.role import Role
 from app.settings import load_settings
 from app.store.memory import MemoryData, MemoryStore
@@ -48,7 +48,7 @@ def test_an_older_send_never_moves_the_deadline_back():
 
 
 def test_margin_must_be_positive():
-    with pytest.raises(ValueError):
+    with pytest.raises(SettingsError):
         LeaseDeadline(0)
 
 

@@ -7,7 +7,7 @@ from app.clock import FakeClock
 from app.errors import StoreUnavailable
 from app.store.local import LocalStore
 from app.store.memory import MemoryData, MemoryStore
-from tests.store_contract import check_absent_guard, check_contract
+from tests.store_contract import check_absent_guard, check_contract, check_same_guard
 
 
 def test_local_store_keeps_the_contract(tmp_path: Path):
@@ -16,6 +16,7 @@ def test_local_store_keeps_the_contract(tmp_path: Path):
 
     asyncio.run(check_contract(make))
     asyncio.run(check_absent_guard(make))
+    asyncio.run(check_same_guard(make))
 
 
 def test_memory_store_keeps_the_contract():
@@ -26,6 +27,7 @@ def test_memory_store_keeps_the_contract():
 
     asyncio.run(check_contract(make))
     asyncio.run(check_absent_guard(make))
+    asyncio.run(check_same_guard(make))
 
 
 def test_local_lease_expires_ttl_after_the_last_keepalive(tmp_path: Path):
@@ -98,3 +100,48 @@ def test_garbage_file_is_store_unavailable(tmp_path: Path):
         pass
     else:
         raise AssertionError("expected StoreUnavailable")
+
+
+def test_leases_of_another_boot_are_expired_at_once(tmp_path: Path):
+    """Finding 4: expiry instants of a previous boot's clock kept a dead key alive."""
+    path = tmp_path / "s.sqlite"
+
+    async def go():
+        before = LocalStore(path, timeout=1.0, clock=FakeClock(1_000_000.0), boot_id="boot-a")
+        lease = await before.grant(2)
+        assert (await before.acquire("/k", b"old master", lease.lease_id)).won
+        await before.put("/maintenance", b"{}", 0)
+        await before.close()
+        # Rebooted: the clock starts again near zero, far before the old expiry instant.
+        after = LocalStore(path, timeout=1.0, clock=FakeClock(10.0), boot_id="boot-b")
+        try:
+            fresh = await after.grant(2)
+            taken = await after.acquire("/k", b"new master", fresh.lease_id)
+            kept = (await after.get("/maintenance"))[0]
+            return taken.won, await after.keepalive(lease.lease_id), kept
+        finally:
+            await after.close()
+
+    won, old_lease_ttl, kept = asyncio.run(go())
+    assert won, "the leader key of the previous boot still blocks the cluster"
+    assert old_lease_ttl == 0.0
+    assert kept is not None, "a key without a lease must survive the reboot"
+
+
+def test_the_same_boot_keeps_its_leases(tmp_path: Path):
+    path = tmp_path / "s.sqlite"
+    clock = FakeClock(50.0)
+
+    async def go():
+        first = LocalStore(path, timeout=1.0, clock=clock, boot_id="boot-a")
+        lease = await first.grant(2)
+        assert (await first.acquire("/k", b"master", lease.lease_id)).won
+        second = LocalStore(path, timeout=1.0, clock=clock, boot_id="boot-a")
+        try:
+            other = await second.grant(2)
+            return (await second.acquire("/k", b"other", other.lease_id)).won
+        finally:
+            await first.close()
+            await second.close()
+
+    assert asyncio.run(go()) is False

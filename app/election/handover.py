@@ -1,0 +1,260 @@
+"""Every planned release of the master role, in one place.
+
+A planned release is a switchover (asked by an operator, or by the master's
+own duties: a switchover record naming it, maintenance, a failing local check,
+failback) or the resignation on SIGTERM. All of them run one protocol,
+:meth:`Handover.release`:
+
+1. **Capture** the term to give up, before anything else happens.
+2. **Turn negative and stay so.** The node enters the *releasing* state: it
+   answers ``ROLE=DRAINING`` while it still holds the captured key (negative
+   in any case), and :meth:`~app.election.elector.Elector.campaign` refuses
+   to run, so no new term can be won in the middle of a release.
+3. **Drain** for ``drain_time``: the key is kept and the lease renewed, so an
+   ADC that reads ``DRAINING`` stops new connections while old ones finish.
+4. **Settle** for ``settle_time``: a positive answer computed just before step
+   2 has left the node before anyone else can turn positive. (A lease that
+   expires has its margin; an explicit delete has only this.)
+5. **Delete the captured term only**, in a transaction guarded by its
+   ``create_revision``: a term won by anybody after the capture is never
+   touched. If the delete fails, the lease is abandoned and expires instead.
+6. Leave the releasing state.
+
+A switchover (:meth:`Handover.switchover`) first writes its record
+``/vipmon/<cluster>/control/switchover`` on a lease of its own, granted for
+``switchover_timeout + lease_ttl`` and never renewed: the record blocks every
+node but the target, and it goes in a ``finally`` (the lease is revoked), or
+by itself when that lease runs out, so no failed read, crash or partition
+can leave it behind to block the cluster.
+
+This module owns the hand-over's state (``releasing_term``) and its lock; the
+elector reads them. Sleeps are taken from the elector's clock, so a fake clock
+drives drains and settle times in tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from typing import TYPE_CHECKING
+
+from app.election.control import Switchover, pick_target, switchover_key
+from app.election.records import decode_leader
+from app.errors import StoreError, SwitchoverFailed
+from app.role import Member
+
+if TYPE_CHECKING:
+    from app.election.elector import Elector
+
+log = logging.getLogger("vipmon.election")
+
+_RETRY = 0.1  # s between tries of a failed read or withdrawal
+_POLL = 0.05  # s before reading again after a watch that saw nothing
+_WITHDRAW_TRIES = 3
+
+
+class Handover:
+    """The planned hand-over of one elector. Runs on the elector's event loop.
+
+    ``lock`` serialises planned hand-overs (admin commands and the master's
+    duties); :meth:`resign` does not take it, so SIGTERM is never held up.
+    """
+
+    def __init__(self, elector: Elector) -> None:
+        self.e = elector
+        #: The term being released, or None. Written here only.
+        self.releasing_term: int | None = None
+        self.lock = asyncio.Lock()
+
+    @property
+    def releasing(self) -> bool:
+        return self.releasing_term is not None
+
+    # -- the release protocol ----------------------------------------------
+
+    async def release(self, reason: str) -> bool:
+        """Give up the role as the module docstring says. True if the captured key is gone.
+
+        The lease is kept (the node stays a member). Returns at once, True, when
+        the node holds no key.
+        """
+        e = self.e
+        if not e.holds_key:
+            return True
+        term = e.term
+        owner = self.releasing_term is None
+        if owner:
+            self.releasing_term = term
+        try:
+            drain = e.settings.drain_time
+            e.publish(f"draining: {reason}" if drain > 0 else f"releasing: {reason}")
+            if drain > 0:
+                await e.clock.sleep(drain)
+            await e.clock.sleep(e.settings.settle_time)
+            return await self._delete(term, reason)
+        finally:
+            if owner:
+                self.releasing_term = None
+                e.publish(f"release of term {term} ended")
+
+    async def _delete(self, term: int, reason: str) -> bool:
+        e = self.e
+        try:
+            deleted = await e.store.resign(e.key, term)
+        except StoreError as exc:
+            log.warning("releasing term %d failed (%s); letting the lease expire", term, exc)
+            if e.holds_key and e.term == term:
+                e.lose_lease(f"{reason}; lease abandoned")
+            return False
+        log.info("released term %d (key deleted: %s): %s", term, deleted, reason)
+        if e.holds_key and e.term == term:
+            e.lose_key(reason)
+        return True
+
+    async def resign(self) -> None:
+        """SIGTERM: negative at once, release (drain, settle, delete), revoke the lease."""
+        e = self.e
+        e.request_stop()
+        if e.holds_key:
+            await self.release("shutting down")
+        lease_id = e.lease_id
+        if lease_id is not None:
+            try:
+                await e.store.revoke(lease_id)
+            except StoreError as exc:
+                log.warning("lease revoke failed, it will expire instead: %s", exc)
+            e.lose_lease("resigned")
+        e.publish("resigned")
+
+    # -- switchover ----------------------------------------------------------
+
+    async def switchover(self, record: Switchover) -> tuple[int, float]:
+        """Write ``record``, release if we are its master, wait for the target's new term.
+
+        Returns (new term, seconds taken). The record is withdrawn whatever
+        happens. Raises :class:`SwitchoverFailed` (another switchover runs, or
+        the target did not take the role within ``switchover_timeout``) or
+        ``StoreError`` when the record could not be written.
+        """
+        e = self.e
+        started = e.clock.now()
+        ttl = math.ceil(e.settings.switchover_timeout + e.settings.lease_ttl)
+        grant = await e.store.grant(ttl)
+        try:
+            result = await e.store.acquire(
+                switchover_key(e.settings.cluster), record.encode(), grant.lease_id
+            )
+            if not result.won:
+                raise SwitchoverFailed("another switchover is in progress")
+            if e.holds_key and e.term == record.term:
+                await self.release(f"switchover to {record.to_id}")
+            return await self._wait_for_target(record, started)
+        finally:
+            await self._withdraw(grant.lease_id)
+
+    async def _wait_for_target(self, record: Switchover, started: float) -> tuple[int, float]:
+        """Read, then watch, the leader key until the target holds a newer term."""
+        e = self.e
+        deadline = started + e.settings.switchover_timeout
+        while (left := deadline - e.clock.now()) > 0:
+            try:
+                kv, revision = await e.store.get(e.key)
+                holder = decode_leader(kv.value) if kv is not None else None
+                if (
+                    kv is not None
+                    and holder is not None
+                    and holder.node_id == record.to_id
+                    and kv.create_revision > record.term
+                ):
+                    return kv.create_revision, e.clock.now() - started
+                if not await e.store.watch(e.key, revision + 1, min(left, 1.0)):
+                    await e.clock.sleep(min(_POLL, left))
+            except StoreError as exc:
+                log.debug("switchover to %s: reading the leader key failed: %s", record.to_id, exc)
+                await e.clock.sleep(min(_RETRY, max(left, 0.0)))
+        raise SwitchoverFailed(
+            f"{record.to_id} did not take the role within {e.settings.switchover_timeout:g} s; "
+            "the switchover was withdrawn"
+        )
+
+    async def _withdraw(self, lease_id: int) -> None:
+        """Revoke the record's lease, which deletes the record; retried, then left to expire."""
+        e = self.e
+        for attempt in range(_WITHDRAW_TRIES):
+            try:
+                await e.store.revoke(lease_id)
+                return
+            except StoreError as exc:
+                if attempt + 1 == _WITHDRAW_TRIES:
+                    log.warning(
+                        "could not withdraw the switchover record (%s); it expires with its "
+                        "lease within %d s",
+                        exc,
+                        math.ceil(e.settings.switchover_timeout + e.settings.lease_ttl),
+                    )
+                    return
+                await e.clock.sleep(_RETRY)
+
+    async def hand_over(self, reason: str, members: tuple[Member, ...] | None = None) -> None:
+        """Switch over to the best other candidate, or just release if there is none.
+
+        Raises :class:`SwitchoverFailed` or ``StoreError`` when the switchover failed.
+        """
+        e = self.e
+        target = pick_target(e.members if members is None else members, exclude=e.me.node_id)
+        if target is None or e.control.paused:
+            await self.release(reason)
+            return
+        await self.switchover(Switchover(e.me.node_id, target.node_id, e.term))
+
+    # -- the master's duties ------------------------------------------------
+
+    async def duties(self) -> None:
+        """Hand over if the control keys, the local check or failback say so.
+
+        Runs under the lock, so it never races an admin command that is handing
+        over at the same moment.
+        """
+        async with self.lock:
+            if self.e.holds_key and not self.releasing:
+                try:
+                    await self._duties()
+                except (SwitchoverFailed, StoreError) as exc:
+                    log.warning("hand-over failed: %s", exc)
+
+    async def _duties(self) -> None:
+        e = self.e
+        me = e.me.node_id
+        record = e.control.switchover
+        if record is not None and record.from_id == me and record.term == e.term:
+            await self.release(f"switchover to {record.to_id}")
+            return
+        if record is not None and record.to_id == me:
+            await self._clear_switchover(record)
+            return
+        if e.in_maintenance:
+            await self.hand_over("maintenance")
+            return
+        check = e.check()
+        if not check.ok:
+            if pick_target(e.members, exclude=me) is not None:
+                await self.hand_over(f"local check failing: {check.detail}")
+            return
+        if e.settings.failback and not e.control.paused:
+            held = e.clock.now() - e.term_started
+            target = pick_target(e.members, exclude=me)
+            if (
+                target is not None
+                and target.priority > e.settings.priority
+                and held >= e.settings.failback_hold
+            ):
+                await self.hand_over(f"failback to higher priority {target.node_id}")
+
+    async def _clear_switchover(self, record: Switchover) -> None:
+        """The new master deletes the record that named it, if it is still that one."""
+        e = self.e
+        try:
+            await e.store.resign(switchover_key(e.settings.cluster), record.create_revision)
+        except StoreError as exc:
+            e.store_failed("clear switchover", exc)

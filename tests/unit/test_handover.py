@@ -1,0 +1,193 @@
+"""Regression tests for the planned hand-over, on the in-memory store and a fake clock.
+
+Each test reproduces one way the hand-over used to lose the invariant or
+leave the cluster without a master, and asserts the safe outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from app.clock import FakeClock
+from app.election.control import Switchover, switchover_key
+from app.election.elector import Elector
+from app.election.records import leader_key
+from app.errors import StoreError, StoreUnavailable, SwitchoverFailed
+from app.settings import load_settings
+from app.store.memory import MemoryData, MemoryStore
+from tests.chaos.sim import run_virtual
+
+KEY = leader_key("vipmon")
+
+
+class World:
+    def __init__(self, n: int = 2, **extra: Any) -> None:
+        self.clock = FakeClock()
+        self.data = MemoryData(self.clock)
+        self.extra = extra
+        self.nodes = {f"n{i}": self.node(f"n{i}") for i in range(1, n + 1)}
+
+    def node(self, node_id: str) -> Elector:
+        cfg = {"node_id": node_id, "advertise_url": f"http://{node_id}", **self.extra}
+        return Elector(load_settings(cfg, env={}), MemoryStore(self.data), self.clock)
+
+    async def elect(self, first: str = "n1") -> Elector:
+        for e in self.nodes.values():
+            await e.ensure_lease()
+            await e.refresh_members()
+        await self.nodes[first].campaign()
+        for e in self.nodes.values():
+            await e.campaign()
+        return self.nodes[first]
+
+    def masters(self, at: float | None = None) -> list[str]:
+        now = self.clock.now() if at is None else at
+        return [n for n, e in self.nodes.items() if e.snapshot.is_master(now)]
+
+    def assert_at_most_one_master(self) -> None:
+        masters = self.masters()
+        assert len(masters) <= 1, f"two masters at {self.clock.now()}: {masters}"
+        for node_id in masters:
+            kv = self.data.keys.get(KEY)
+            term = self.nodes[node_id].snapshot.term
+            assert kv is not None and kv.create_revision == term, (
+                f"{node_id} positive with term {term}, but the key is {kv}"
+            )
+
+
+async def _settle(task: asyncio.Task[Any], clock: FakeClock, seconds: float) -> None:
+    """Let ``task`` sleep through ``seconds``, on the fake clock and on the real one."""
+    for _ in range(int(seconds / 0.05) + 4):
+        if task.done():
+            return
+        clock.advance(0.05)
+        await asyncio.sleep(0.06)
+
+
+def test_a_release_never_deletes_a_term_won_during_its_drain():
+    """Finding 1: the drain's sleep outlived the term; the node won a new one, then deleted it."""
+    w = World(drain_time="0.2")
+
+    async def scenario() -> None:
+        a = await w.elect("n1")
+        b = w.nodes["n2"]
+        release = asyncio.create_task(a.handover.release("switchover to n2"))
+        await asyncio.sleep(0)
+        assert not w.masters(), "the releasing master still answers positive"
+        # A's link fails for longer than TTL - margin: lease, key and all expire.
+        w.clock.advance(2.1)
+        w.data.sweep()
+        await a.renew()  # gives the expired lease up
+        await a.ensure_lease()
+        await a.campaign()  # a releasing node must not take a new term
+        assert not a.snapshot.is_master(w.clock.now()), (
+            f"n1 answers positive with term {a.snapshot.term} in the middle of its release"
+        )
+        w.assert_at_most_one_master()
+        await _settle(release, w.clock, 0.5)
+        assert release.done()
+        for e in (a, b):
+            await e.observe(0.0)
+            await e.campaign()
+            w.assert_at_most_one_master()
+        assert len(w.masters()) == 1, "nobody leads after the release"
+
+    asyncio.run(scenario())
+
+
+def test_the_key_goes_only_a_settle_time_after_the_master_turned_negative():
+    """Finding 2: the delete followed the negative publish at once, with no margin."""
+    w = World(settle_time="0.05")
+    seen: list[tuple[str, float]] = []
+
+    async def scenario() -> None:
+        a = await w.elect("n1")
+        w.nodes["n1"].store.on_call = lambda op: seen.append((op, w.clock.now()))  # type: ignore[attr-defined]
+        release = asyncio.create_task(a.handover.release("planned"))
+        await asyncio.sleep(0)
+        negative_at = w.clock.now()
+        assert not a.snapshot.is_master(negative_at)
+        await _settle(release, w.clock, 0.3)
+        assert release.result() is True
+        deletes = [t for op, t in seen if op == "resign"]
+        assert deletes, "the key was never deleted"
+        assert deletes[0] - negative_at >= a.settings.settle_time - 1e-9
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_poll_still_withdraws_the_switchover_record():
+    """Finding 3: one failed read in the switchover's poll left the record for ever."""
+    w = World(3, switchover_timeout="3")
+
+    async def scenario() -> None:
+        a = await w.elect("n1")
+        requester = a
+        store = requester.store
+        assert isinstance(store, MemoryStore)
+        failures = {"left": 2}
+
+        def flaky(op: str) -> None:
+            if op == "get" and failures["left"]:
+                failures["left"] -= 1
+                store.fail_next(StoreUnavailable("injected: read failed"))
+
+        store.on_call = flaky
+        outcome: Exception | None = None
+        try:  # n3 never campaigns here: the switchover times out
+            await requester.handover.switchover(Switchover("n1", "n3", a.term))
+        except (SwitchoverFailed, StoreError) as exc:
+            outcome = exc
+        assert switchover_key("vipmon") not in w.data.keys, (
+            f"the switchover record outlived the switchover ({outcome!r})"
+        )
+
+    run_virtual(w.clock, scenario())
+
+
+def test_a_stale_switchover_exemption_cannot_bypass_a_newer_record():
+    """Finding 6: the target's exemption came from a control read up to 1 s old."""
+    w = World(3)
+
+    async def scenario() -> None:
+        await w.elect("n1")
+        n2 = w.nodes["n2"]
+        key = switchover_key("vipmon")
+        w.data.put(key, Switchover("n1", "n2", 1).encode(), 0)
+        await n2.refresh_control()  # n2 now believes it is the target
+        w.data.delete(key)
+        w.data.put(key, Switchover("n1", "n3", 1).encode(), 0)  # a newer record names n3
+        w.data.delete(KEY)  # the old master released
+        await n2.observe(0.0)
+        await n2.campaign()
+        assert n2.holds_key is False, "n2 took the role against a switchover naming n3"
+
+    asyncio.run(scenario())
+
+
+def test_a_stop_requested_during_a_publish_is_never_undone():
+    """Finding 6: request_stop wrote the snapshot from another thread and could be undone."""
+    w = World(1)
+
+    class StopOnTransition:
+        def __init__(self, e: Elector) -> None:
+            self.e = e
+
+        def transition(self, t: Any, term: int) -> None:
+            self.e.request_stop()  # what the HTTP thread does on SIGTERM, at the worst moment
+
+        def renew_latency(self, seconds: float) -> None:
+            pass
+
+        def store_error(self, kind: str) -> None:
+            pass
+
+    async def scenario() -> None:
+        e = w.nodes["n1"]
+        await e.ensure_lease()
+        e.observers = (StopOnTransition(e),)
+        await e.campaign()
+        assert not e.snapshot.is_master(w.clock.now()), "positive after request_stop"
+
+    asyncio.run(scenario())
