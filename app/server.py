@@ -21,6 +21,7 @@ from app.checks import CheckRunner
 from app.clock import MonotonicClock
 from app.election.admin import AdminCommands
 from app.election.elector import Elector
+from app.election.records import leader_key
 from app.election.thread import ElectionThread
 from app.errors import SettingsError
 from app.hooks import HookRunner
@@ -49,6 +50,7 @@ def open_store(settings: Settings) -> Store:
             ca_file=str(settings.etcd_ca_file) if settings.etcd_ca_file else None,
             cert_file=str(settings.etcd_cert_file) if settings.etcd_cert_file else None,
             key_file=str(settings.etcd_key_file) if settings.etcd_key_file else None,
+            confirm_key=leader_key(settings.cluster),
         )
     from app.store.local import LocalStore
 

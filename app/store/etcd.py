@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from app.errors import StoreLeaseGone, StoreProtocolError
+from app.errors import StoreLeaseGone, StoreProtocolError, StoreUnavailable
 from app.store.base import (
     AcquireResult,
     EventKind,
@@ -120,8 +120,10 @@ class EtcdStore(Store):
     ``endpoints`` are client URLs (``http://host:2379``); a call moves to the
     next endpoint on a connect error, a timeout or a 5xx, tries each at most
     once, then raises ``StoreUnavailable`` (``StoreNoLeader`` if the last one
-    said "no leader"). ``timeout`` bounds each request to one endpoint; keep it
-    well under the lease TTL. With ``username`` the store authenticates and
+    said "no leader"). ``timeout`` bounds each call as a whole, every endpoint
+    tried included; keep it well under the lease TTL. ``confirm_key`` is the
+    key a keepalive's confirming quorum read counts (any key the credentials
+    may read; vipmon passes its leader key). With ``username`` the store authenticates and
     renews its token once per call when etcd rejects it; refused credentials
     raise ``StoreAuthError``. ``ca_file`` verifies the server, ``cert_file``
     and ``key_file`` are the client certificate. ``transport`` is the test
@@ -144,7 +146,9 @@ class EtcdStore(Store):
         cert_file: str | None = None,
         key_file: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        confirm_key: str = "/vipmon/",
     ) -> None:
+        self._confirm_key = confirm_key
         self._etcd = EtcdClient(
             endpoints,
             timeout=timeout,
@@ -165,9 +169,34 @@ class EtcdStore(Store):
         return LeaseGrant(lease_id, float(granted))
 
     async def keepalive(self, lease_id: int) -> float:
-        """One ``/lease/keepalive`` POST. A reply without TTL (expired lease) returns 0.0."""
-        reply = await self._etcd.call("/lease/keepalive", {"ID": str(lease_id)})
-        return float(max(_int64(_object(reply, "result"), "TTL"), 0))
+        """One ``/lease/keepalive``, confirmed by a quorum read. No TTL (expired): 0.0.
+
+        An etcd leader that has lost its quorum goes on accepting keepalives
+        for up to about two election timeouts, while a linearizable read on it
+        fails at once. So once the keepalive has answered, a linearizable
+        ``/kv/range`` (count only, of ``confirm_key``) goes to the same member,
+        and the renewal counts only if it succeeds with the same ``raft_term``
+        in its header: then a quorum of that term stood behind the member
+        after the keepalive was sent. Otherwise ``StoreUnavailable`` is raised
+        and the caller's deadline does not move. An expired lease needs no
+        confirmation: losing it is always safe.
+        """
+        renewed, confirmed = await self._etcd.call_pair(
+            ("/lease/keepalive", {"ID": str(lease_id)}),
+            ("/kv/range", {"key": b64(self._confirm_key), "count_only": True}),
+        )
+        result = _object(renewed, "result")
+        ttl = float(max(_int64(result, "TTL"), 0))
+        if ttl <= 0:
+            return 0.0
+        renewed_term = _int64(_object(result, "header"), "raft_term")
+        read_term = _int64(_object(confirmed, "header"), "raft_term")
+        if renewed_term == 0 or renewed_term != read_term:
+            raise StoreUnavailable(
+                f"keepalive not confirmed by a quorum read (raft term {renewed_term}, "
+                f"read in term {read_term})"
+            )
+        return ttl
 
     async def revoke(self, lease_id: int) -> None:
         """``/lease/revoke``; etcd's "lease not found" counts as done."""

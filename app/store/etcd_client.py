@@ -6,7 +6,11 @@ object. It owns everything that is not the meaning of a reply:
 * the ``httpx.AsyncClient``, created lazily inside the running event loop;
 * the path prefix, picked once from ``GET /version``;
 * endpoint rotation: on a connect error, a timeout or a 5xx it moves to the
-  next endpoint, trying each at most once per call;
+  next endpoint, trying each at most once per call, all within one
+  ``timeout`` for the whole call (the next call starts at the endpoint after
+  the one that failed);
+* pinned pairs of requests (:meth:`EtcdClient.call_pair`), sent to one member
+  one after the other, for renewals confirmed by a quorum read;
 * the auth token, sent raw in ``Authorization`` and renewed once per call when
   etcd says it is invalid;
 * the mapping of every failure onto :mod:`app.errors`.
@@ -20,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import ssl
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar, cast
@@ -186,6 +191,22 @@ class EtcdClient:
         """POST ``body`` to ``<prefix><method>`` and return the first JSON object of the reply."""
         return await self._rotate(lambda base: self._with_auth(base, self._post, method, body))
 
+    async def call_pair(
+        self, first: tuple[str, JSONObject], then: tuple[str, JSONObject]
+    ) -> tuple[JSONObject, JSONObject]:
+        """POST ``first``, and once it has answered, ``then``, both to the same endpoint.
+
+        Both replies, or the error of whichever failed; the pair moves to the
+        next endpoint as one, within the one timeout of the whole call.
+        """
+
+        async def both(base: str) -> tuple[JSONObject, JSONObject]:
+            one = await self._with_auth(base, self._post, *first)
+            two = await self._with_auth(base, self._post, *then)
+            return one, two
+
+        return await self._rotate(both)
+
     async def watch(self, body: JSONObject, timeout: float) -> JSONObject | None:
         """Open a watch and return the first ``result`` that has events or is canceled.
 
@@ -198,7 +219,7 @@ class EtcdClient:
         async def on(base: str) -> JSONObject | None:
             return await self._with_auth(base, self._watch_on, deadline, body)
 
-        return await self._rotate(on)
+        return await self._rotate(on, bounded=False)
 
     async def close(self) -> None:
         """Close the HTTP client. Safe to call twice; a later call opens a new one."""
@@ -208,19 +229,34 @@ class EtcdClient:
 
     # -- rotation and auth ------------------------------------------------
 
-    async def _rotate(self, attempt: Callable[[str], Awaitable[T]]) -> T:
-        failure: _EndpointFailed | None = None
+    async def _rotate(self, attempt: Callable[[str], Awaitable[T]], *, bounded: bool = True) -> T:
+        """Try ``attempt`` on each endpoint once, from the current one.
+
+        ``bounded``: the whole call, every try included, ends within one
+        ``timeout`` (a watch bounds itself instead).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout if bounded else math.inf
+        failure = _EndpointFailed(f"no time left within the {self.timeout:g} s store timeout")
+        tried = 0
         for _ in range(len(self.endpoints)):
             base = self.endpoints[self._current]
+            if deadline - loop.time() <= 0:
+                break
+            tried += 1
             try:
-                return await attempt(base)
+                try:
+                    async with asyncio.timeout_at(None if not bounded else deadline):
+                        return await attempt(base)
+                except TimeoutError as exc:
+                    raise _EndpointFailed(
+                        f"no answer within the {self.timeout:g} s store timeout"
+                    ) from exc
             except _EndpointFailed as exc:
                 failure = exc
                 log.debug("etcd endpoint %s failed: %s", base, exc)
                 self._current = (self._current + 1) % len(self.endpoints)
-        assert failure is not None
         cause = failure.__cause__ or failure
-        tried = len(self.endpoints)
         if failure.no_leader:
             raise StoreNoLeader(f"etcd has no leader ({tried} endpoint(s) tried)") from cause
         raise StoreUnavailable(f"no etcd endpoint answered ({tried} tried): {failure}") from cause

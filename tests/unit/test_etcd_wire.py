@@ -139,19 +139,61 @@ def test_grant_spells_TTL_and_parses_int64_strings() -> None:
     assert (grant.lease_id, grant.ttl) == (4111120252750176006, 5.0)
 
 
-def test_keepalive_is_one_post_spelling_ID_and_reads_the_first_line() -> None:
+QUORUM_READ = {"/v3/kv/range": reply({"header": HEADER})}
+
+
+def test_keepalive_is_one_post_spelling_ID_then_a_quorum_read_on_the_same_member() -> None:
     stream = lines(
         {"result": {"header": HEADER, "ID": "42", "TTL": "2"}},
         {"result": {"header": HEADER, "ID": "42", "TTL": "9"}},
     )
-    gw = Gateway({"/v3/lease/keepalive": httpx.Response(200, text=stream)})
-    assert run(gw.store(), lambda s: s.keepalive(42)) == 2.0
-    assert [(p.path, p.body) for p in gw.posts()] == [("/v3/lease/keepalive", {"ID": "42"})]
+    gw = Gateway({"/v3/lease/keepalive": httpx.Response(200, text=stream), **QUORUM_READ})
+    assert run(gw.store(confirm_key="/vipmon/c/leader"), lambda s: s.keepalive(42)) == 2.0
+    assert [(p.host, p.path, p.body) for p in gw.posts()] == [
+        ("a.test", "/v3/lease/keepalive", {"ID": "42"}),
+        ("a.test", "/v3/kv/range", {"key": b64("/vipmon/c/leader"), "count_only": True}),
+    ]
+    assert "serializable" not in gw.posts()[1].body  # linearizable: it needs a quorum
 
 
 def test_keepalive_of_an_expired_lease_has_no_TTL_and_returns_zero() -> None:
-    gw = Gateway({"/v3/lease/keepalive": reply({"result": {"header": HEADER, "ID": "42"}})})
+    gw = Gateway(
+        {"/v3/lease/keepalive": reply({"result": {"header": HEADER, "ID": "42"}}), **QUORUM_READ}
+    )
     assert run(gw.store(), lambda s: s.keepalive(42)) == 0.0
+
+
+def test_a_keepalive_without_a_quorum_is_not_a_renewal() -> None:
+    """Finding 5: a leader without quorum kept renewing; its linearizable read fails."""
+    renewed = reply({"result": {"header": HEADER, "ID": "42", "TTL": "2"}})
+    gw = Gateway({"/v3/lease/keepalive": renewed, "/v3/kv/range": reply(NO_LEADER, 503)})
+    with pytest.raises(StoreUnavailable):
+        run(gw.store(), lambda s: s.keepalive(42))
+
+
+def test_a_raft_term_change_between_keepalive_and_read_leaves_it_unconfirmed() -> None:
+    renewed = reply({"result": {"header": HEADER, "ID": "42", "TTL": "2"}})
+    later = reply({"header": {**HEADER, "raft_term": "4"}})
+    gw = Gateway({"/v3/lease/keepalive": renewed, "/v3/kv/range": later})
+    with pytest.raises(StoreUnavailable, match="not confirmed"):
+        run(gw.store(), lambda s: s.keepalive(42))
+
+
+def test_an_unconfirmed_pair_moves_to_the_next_member_as_a_pair() -> None:
+    def by_host(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "a.test":
+            return reply(NO_LEADER, 503)
+        return reply({"header": HEADER})
+
+    renewed = reply({"result": {"header": HEADER, "ID": "42", "TTL": "2"}})
+    gw = Gateway({"/v3/lease/keepalive": renewed, "/v3/kv/range": by_host})
+    assert run(gw.store((A, B)), lambda s: s.keepalive(42)) == 2.0
+    assert [(p.host, p.path) for p in gw.posts()] == [
+        ("a.test", "/v3/lease/keepalive"),
+        ("a.test", "/v3/kv/range"),
+        ("b.test", "/v3/lease/keepalive"),
+        ("b.test", "/v3/kv/range"),
+    ]
 
 
 def test_acquire_sends_a_base64_create_compare_and_wins() -> None:
@@ -306,7 +348,7 @@ def test_no_leader_503_raises_store_no_leader() -> None:
 def test_no_leader_in_a_stream_error_raises_store_no_leader() -> None:
     err = {"error": {"grpc_code": 14, "http_code": 503, "message": "etcdserver: no leader",
                      "http_status": "Service Unavailable"}}  # fmt: skip
-    gw = Gateway({"/v3/lease/keepalive": reply(err, 503)})
+    gw = Gateway({"/v3/lease/keepalive": reply(err, 503), **QUORUM_READ})
     with pytest.raises(StoreNoLeader):
         run(gw.store(), lambda s: s.keepalive(42))
 
@@ -338,15 +380,31 @@ def test_5xx_rotates_to_the_next_endpoint() -> None:
     assert [s.host for s in gw.posts()] == ["a.test", "b.test"]
 
 
-def test_a_stalled_endpoint_times_out_and_the_next_answers() -> None:
+def test_a_stalled_endpoint_uses_up_the_call_and_the_next_call_starts_elsewhere() -> None:
+    """Finding 6: each try had its own timeout, so one call could last timeout x endpoints."""
+
     async def by_host(request: httpx.Request) -> httpx.Response:
         if request.url.host == "a.test":
             await asyncio.sleep(3600)
         return reply({"result": {"header": HEADER, "ID": "42", "TTL": "4"}})
 
-    gw = Gateway({"/v3/lease/keepalive": by_host})
-    assert run(gw.store((A, B), timeout=0.1), lambda s: s.keepalive(42)) == 4.0
-    assert [s.host for s in gw.posts()] == ["a.test", "b.test"]
+    gw = Gateway({"/v3/lease/keepalive": by_host, **QUORUM_READ})
+
+    async def twice(s: EtcdStore) -> list[Any]:
+        results: list[Any] = []
+        for _ in range(2):
+            try:
+                results.append(await s.keepalive(42))
+            except StoreUnavailable as exc:
+                results.append(type(exc).__name__)
+        return results
+
+    assert run(gw.store((A, B), timeout=0.1), twice) == ["StoreUnavailable", 4.0]
+    assert [(s.host, s.path) for s in gw.posts()] == [
+        ("a.test", "/v3/lease/keepalive"),  # the whole first call's time went here
+        ("b.test", "/v3/lease/keepalive"),
+        ("b.test", "/v3/kv/range"),
+    ]
 
 
 def test_all_endpoints_down_raises_unavailable_trying_each_once() -> None:
