@@ -8,7 +8,7 @@ paths get a JSON 404.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -90,8 +90,10 @@ def create_app(
             metrics.probe(path, response.status_code)
         return response
 
-    def probe(path: str, positive: Callable[[Snapshot, Role], bool]) -> Callable[[], Response]:
-        def answer() -> Response:
+    def probe(
+        path: str, positive: Callable[[Snapshot, Role], bool]
+    ) -> Callable[[], Awaitable[Response]]:
+        async def answer() -> Response:  # on the event loop: no hop to a worker thread
             snap = node.snapshot
             role = snap.role_at(clock.now())
             return count(path, _probe_response(snap, role, positive(snap, role)))
