@@ -51,9 +51,7 @@ def test_the_isolated_leader_is_replaced_and_still_serves_clients(peers, mode):
     old = etcd.member(etcd.leader_index()).name
     net.isolate([old], mode)
     try:
-        wait_for(
-            lambda: bool(leaders(etcd) - {old}), timeout=10, interval=0.1, what="a new leader"
-        )
+        wait_for(lambda: bool(leaders(etcd) - {old}), timeout=10, interval=0.1, what="a new leader")
         isolated = next(m for m in etcd.members if m.name == old)
         assert httpx.get(isolated.client_url + "/version", timeout=2).status_code == 200
     finally:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.engine import QUORUM_BOUND, TTL
+from tests.chaos.bounds import QUORUM_BOUND, TTL
 from tests.support.checker import Fault, check, timeline
 from tests.support.etcd import EtcdCluster
 from tests.support.nodes import Cluster
