@@ -87,10 +87,11 @@ class ChaosResult:
     records: list[Probe]
     faults: list[Fault]
     base: Path
+    kinds: tuple[str, ...] = ()  # every kind the engine draws, for the per-kind tables
 
     def report(self) -> str:
         """The verdict, and for each violation a timeline of the probes around it."""
-        lines = [f"seed: {self.seed}", self.verdict.report()]
+        lines = [f"seed: {self.seed}", self.verdict.report(self.kinds)]
         for v in self.verdict.violations[:5]:
             lines += [
                 f"\ntimeline around [{v.rule}] at {v.at:.3f} (seed {self.seed}):",
@@ -184,7 +185,8 @@ class Chaos(HandoverFaults):
             time.sleep(self.rng.uniform(0.5, 1.5))
         records = self.prober.stop()
         verdict = check(records, self.faults)
-        return ChaosResult(self.seed, verdict, records, self.faults, self.base)
+        kinds = (*self.MASTER_FAULTS, *self.ETCD_FAULTS, "restart node")
+        return ChaosResult(self.seed, verdict, records, self.faults, self.base, kinds)
 
     def wait_master(self, timeout: float) -> Node | None:
         """The one node answering 200, waited for up to ``timeout`` s (None if not found)."""

@@ -36,6 +36,9 @@ def test_a_clean_failover_passes_and_is_measured():
     report = verdict.report()
     assert "violations: 0" in report
     assert "kill master" in report
+    listed = verdict.report(kinds=["isolate etcd leader"])
+    assert "  isolate etcd leader      0" in listed
+    assert listed.count("isolate etcd leader") == 3  # injected, failover and outage tables
 
 
 def test_two_nodes_positive_with_one_term():

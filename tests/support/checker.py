@@ -74,21 +74,23 @@ class Verdict:
     def ok(self) -> bool:
         return not self.violations
 
-    def report(self) -> str:
+    def report(self, kinds: Iterable[str] = ()) -> str:
+        """The verdict as text; the per-kind tables list ``kinds`` too, even if not drawn."""
+        every = sorted({*self.faults, *kinds})
         lines = [
             f"faults injected: {sum(self.faults.values())}",
-            *(f"  {kind:<24} {n}" for kind, n in sorted(self.faults.items())),
+            *(f"  {kind:<24} {self.faults[kind]}" for kind in every),
             f"probes: {self.probes}",
             f"positives: {self.positives}",
             f"violations: {len(self.violations)}",
             *(f"  [{v.rule}] at {v.at:.3f}: {v.message}" for v in self.violations[:20]),
             "failover time (fault injected -> first positive of a newer term), seconds:",
         ]
-        for kind in sorted(self.faults):
+        for kind in every:
             kept = f"  (term kept: {self.kept[kind]})"
             lines.append(f"  {kind:<24} {_spread(self.failover.get(kind, []))}{kept}")
         lines.append("longest time without any positive answer, per fault, seconds:")
-        lines += [f"  {k:<24} {_spread(self.outage.get(k, []))}" for k in sorted(self.faults)]
+        lines += [f"  {k:<24} {_spread(self.outage.get(k, []))}" for k in every]
         return "\n".join(lines)
 
 
