@@ -93,6 +93,7 @@ def test_a_node_without_etcd_quorum_must_go_negative_within_the_ttl():
     assert "n1 positive with term 5 2.100 s after losing etcd's quorum" in first.message
     assert "'stop 2 etcd members' on m1+m2" in first.message
     assert "within 2.0 s" in first.message
+    assert "violations: 2 (quorum: 2)" in late.report()
 
 
 def test_the_quorum_rule_spares_nodes_it_does_not_name_and_ends_with_the_fault():

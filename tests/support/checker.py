@@ -82,7 +82,7 @@ class Verdict:
             *(f"  {kind:<24} {self.faults[kind]}" for kind in every),
             f"probes: {self.probes}",
             f"positives: {self.positives}",
-            f"violations: {len(self.violations)}",
+            f"violations: {len(self.violations)}{_by_rule(self.violations)}",
             *(f"  [{v.rule}] at {v.at:.3f}: {v.message}" for v in self.violations[:20]),
             "failover time (fault injected -> first positive of a newer term), seconds:",
         ]
@@ -92,6 +92,11 @@ class Verdict:
         lines.append("longest time without any positive answer, per fault, seconds:")
         lines += [f"  {k:<24} {_spread(self.outage.get(k, []))}" for k in every]
         return "\n".join(lines)
+
+
+def _by_rule(found: Sequence[Violation]) -> str:
+    counts = Counter(v.rule for v in found).most_common()
+    return f" ({', '.join(f'{rule}: {n}' for rule, n in counts)})" if counts else ""
 
 
 def _spread(values: Sequence[float]) -> str:
