@@ -43,19 +43,25 @@ def test_the_pair_decision(frm, to, cut):
 
 @pytest.fixture
 def echo_port() -> Iterator[int]:
-    """An asyncio echo server on its own loop thread."""
+    """An asyncio echo server on its own loop thread; it closes its connections at the end."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
+    writers: set[asyncio.StreamWriter] = set()
 
     async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        for _ in range(1000):
-            data = await reader.read(4096)
-            if not data:
-                break
-            writer.write(data)
-            await writer.drain()
-        writer.close()
+        writers.add(writer)
+        try:
+            for _ in range(1000):
+                data = await reader.read(4096)
+                if not data:
+                    break
+                writer.write(data)
+                await writer.drain()
+        except OSError:
+            pass
+        finally:
+            writer.close()
 
     async def start() -> asyncio.Server:
         return await asyncio.start_server(echo, "127.0.0.1", 0)
@@ -67,6 +73,12 @@ def echo_port() -> Iterator[int]:
 
         async def stop() -> None:
             server.close()
+            for writer in writers:
+                writer.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(stop(), loop).result(5)
         loop.call_soon_threadsafe(loop.stop)

@@ -55,6 +55,7 @@ class FaultProxy:
         self._opened = asyncio.Event()
         self._opened.set()
         self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
 
     @property
@@ -64,8 +65,16 @@ class FaultProxy:
     # -- on the hub's loop -------------------------------------------------
 
     async def _listen(self) -> None:
-        self._server = await asyncio.start_server(self._accept, HOST, 0)
+        self._server = await asyncio.start_server(self._accepted, HOST, 0)
         self.port = int(self._server.sockets[0].getsockname()[1])
+
+    def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Track the connection at once, so that closing aborts it even if its task
+        has not started yet; then handle it in a task."""
+        self._writers.add(writer)
+        task = asyncio.get_running_loop().create_task(self._accept(reader, writer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _close(self) -> None:
         if self._server is not None:
