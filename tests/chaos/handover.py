@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from random import Random
 from typing import Any
 
@@ -59,7 +60,10 @@ class HandoverFaults:
                 TTL + 0.2,
                 TTL + 2.0,
             )
-            outcome = reply.result(timeout=SWITCHOVER_TIMEOUT + 10)
+            try:
+                outcome = reply.result(timeout=SWITCHOVER_TIMEOUT + 10)
+            except FutureTimeout:  # the thread ends with httpx's own timeout
+                outcome = f"no reply within {SWITCHOVER_TIMEOUT + 10:g} s"
         seen = f"cut {cut - t:.2f} s after the request" + ("" if drained else ", no drain seen")
         return Fault(
             kind, master.node_id, t, healed, NODE_BOUND,
