@@ -301,6 +301,25 @@ class EtcdCluster:
         wait_for(leader_found, timeout=timeout, what="an etcd leader", interval=POLL_INTERVAL)
         return found[0]
 
+    def make_leader(self, i: int, timeout: float = 10.0) -> None:
+        """Move etcd's leadership to member ``i`` (a no-op if it leads); wait until it does."""
+        if self.leader_index() == i:
+            return
+        target = self.member(i).status()
+        assert target is not None, f"etcd member {self.member(i).name} does not answer"
+        leader = self.member(self.leader_index())
+        _post(
+            leader.client_url + "/v3/maintenance/transfer-leadership",
+            {"targetID": target["header"]["member_id"]},
+            timeout,
+        )
+        wait_for(
+            lambda: self.leader_index() == i,
+            timeout=timeout,
+            what=f"etcd member {self.member(i).name} to lead",
+            interval=POLL_INTERVAL,
+        )
+
     def member_ids(self, timeout: float = 5.0) -> dict[str, str]:
         """Member name -> member id in hex (as etcd's peer headers carry it)."""
         for member in self.members:
