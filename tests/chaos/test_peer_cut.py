@@ -1,9 +1,10 @@
 """The peer proxy on a real 3-member etcd: every raft connection is judged by its pair,
 and cutting the leader off from its peers makes the other two elect a new one while
-clients can still reach the old one."""
+clients can still reach the old one, which can no longer serve a linearizable read."""
 
 from __future__ import annotations
 
+import base64
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +39,20 @@ def leaders(etcd: EtcdCluster) -> set[str]:
     return found
 
 
+def linearizable_read_ok(url: str) -> bool:
+    """A linearizable range (it needs a quorum) on the member at ``url`` succeeds."""
+    try:
+        reply = httpx.post(
+            url + "/v3/kv/range",
+            json={"key": base64.b64encode(b"/peer-cut").decode()},
+            headers={"Grpc-Metadata-Hasleader": "true"},
+            timeout=2,
+        )
+    except httpx.HTTPError:
+        return False
+    return reply.status_code == 200
+
+
 def test_raft_streams_name_both_ends_in_their_heads(peers):
     etcd, net = peers
     ids = etcd.member_ids()
@@ -54,6 +69,9 @@ def test_the_isolated_leader_is_replaced_and_still_serves_clients(peers, mode):
         wait_for(lambda: bool(leaders(etcd) - {old}), timeout=10, interval=0.1, what="a new leader")
         isolated = next(m for m in etcd.members if m.name == old)
         assert httpx.get(isolated.client_url + "/version", timeout=2).status_code == 200
+        assert not linearizable_read_ok(isolated.client_url)  # it has no quorum
+        new = next(m for m in etcd.members if m.name in leaders(etcd) - {old})
+        assert linearizable_read_ok(new.client_url)
     finally:
         net.heal()
     etcd.wait_healthy()
