@@ -90,9 +90,14 @@ class ChaosResult:
     kinds: tuple[str, ...] = ()  # every kind the engine draws, for the per-kind tables
 
     def report(self) -> str:
-        """The verdict, and for each violation a timeline of the probes around it."""
+        """The verdict, and a timeline of the probes around the first violation of each
+        episode (violations within 3 s of the one shown before), five at most."""
         lines = [f"seed: {self.seed}", self.verdict.report(self.kinds)]
-        for v in self.verdict.violations[:5]:
+        shown: list[float] = []
+        for v in self.verdict.violations:
+            if len(shown) == 5 or (shown and v.at - shown[-1] < 3.0):
+                continue
+            shown.append(v.at)
             lines += [
                 f"\ntimeline around [{v.rule}] at {v.at:.3f} (seed {self.seed}):",
                 timeline(self.records, self.faults, v.at),
