@@ -1,40 +1,57 @@
 """The chaos engine: three vipmon nodes, a three-member etcd, faults at random.
 
 Every node's etcd traffic passes through its own :class:`FaultProxy` per etcd
-member, so a node can be delayed, cut off, or cut off from one member only. A
-:class:`Prober` polls every node's ``/monitor`` about every 10 ms. Faults are
-drawn from a seeded ``random.Random`` (the seed is printed first), one at a
-time, each on the node that answers positive at that moment (or on the etcd
-leader), and each followed by a wait for a master. The verdict comes from
+member, so a node can be delayed, cut off, or cut off from one member only.
+The members' peer (raft) traffic passes through a :class:`PeerNet` too, so a
+member can be cut off from its peers while the nodes still reach it. The
+nodes run with a drain time and an admin token, so planned hand-overs
+(:mod:`tests.chaos.handover`) are faults too. A :class:`Prober` polls every
+node's ``/monitor`` about every 10 ms. Faults are drawn from a seeded
+``random.Random`` (the seed is printed first), one at a time, each on the
+node that answers positive at that moment (or on the etcd leader), and each
+followed by a wait for a master. The verdict comes from
 :func:`tests.support.checker.check`, from the probe records and the fault log
 alone.
 
-Recovery bounds, derived from the settings the nodes run with (TTL 2 s, margin
-0.5 s, renew interval 0.5 s, store timeout 0.5 s per endpoint, three endpoints)
-and etcd's defaults (election timeout 1 s, lessor scan 0.5 s):
+Recovery bounds (:mod:`tests.chaos.bounds`), derived from the settings the
+nodes run with (TTL 2 s, margin 0.5 s, renew interval 0.5 s, store timeout
+0.5 s per endpoint, three endpoints, drain 0.5 s) and etcd's defaults
+(election timeout 1 s, lessor scan 0.5 s, no pre-vote):
 
-* node faults, after the fault heals (or is injected, for kill and term):
-  TTL 2 + expiry slack 0.5 + watch timeout 1 (a standby that missed the
-  delete re-campaigns when its watch ends) + a store call rotating through
-  three endpoints 1.5 + renew interval 0.5 + backoff cap 1 = 6.5 s; with
-  scheduling slack on a 2-core host, **10 s**;
+* node faults, after the fault heals (or is injected, for kill and term; or
+  the switchover reply comes back): TTL 2 + expiry slack 0.5 + watch timeout 1
+  (a standby that missed the delete re-campaigns when its watch ends) + a
+  store call rotating through three endpoints 1.5 + renew interval 0.5 +
+  backoff cap 1 = 6.5 s (7 s with a SIGTERM's drain); with scheduling slack on
+  a 2-core host, **10 s**;
 * an etcd member lost (the leader killed or frozen): a new etcd leader within
   2 election timeouts (2 s); etcd then extends every lease, so the node
   faults' figure plus 2 s applies: **12 s**;
 * quorum lost (two members frozen), after both resume: the members re-elect
   (up to 3 s: a frozen member comes back with a stale term), then the node
-  faults' figure: **15 s**.
+  faults' figure: **15 s**;
+* the etcd leader cut off from its peers, after the cut heals: the other two
+  have elected a leader meanwhile (2 election timeouts), but the isolated
+  member has kept campaigning with ever higher raft terms (no pre-vote), so
+  on its return it forces one more election (up to 3 s, as after a lost
+  quorum), then the node faults' figure: **15 s**.
 
 Cut off from etcd, a master must stop answering positive within its lease:
 **TTL** after the cut (its deadline is the last keepalive's send time + TTL -
-margin). With the quorum lost, etcd 3.4.23's isolated leader keeps renewing
-leases until it notices (up to 2 election timeouts, DESIGN.md section 3), so
-that bound is **TTL + 2 s**.
+margin). The same bound holds for every node that can reach no quorum: two
+members frozen, or the isolated leader the only member it can reach (always
+when the nodes are pinned to it, else the nodes that sent nothing to the
+other members meanwhile). etcd 3.4.23's leader without quorum keeps
+accepting keepalives for up to 2 election timeouts, so a renewal must count
+only once a linearizable read on the same member, sent after it, confirms it
+in the same raft term; the checker's ``quorum`` rule holds every such node
+to the TTL.
 """
 
 from __future__ import annotations
 
 import random
+import secrets
 import signal
 import time
 from collections.abc import Callable
@@ -42,17 +59,23 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.chaos.bounds import (
+    DRAIN,
+    ETCD_MEMBER_BOUND,
+    ISOLATED_LEADER_BOUND,
+    NODE_BOUND,
+    QUORUM_BOUND,
+    SWITCHOVER_TIMEOUT,
+    TTL,
+)
+from tests.chaos.handover import HandoverFaults
 from tests.support.checker import Fault, Verdict, check, timeline
 from tests.support.etcd import EtcdCluster
 from tests.support.faultproxy import BLACKHOLE, OPEN, RESET, FaultProxy, ProxyHub
 from tests.support.nodes import Cluster, Node
+from tests.support.peerproxy import PeerNet
 from tests.support.probe import Probe, Prober
 
-TTL = 2.0
-NODE_BOUND = 10.0
-ETCD_MEMBER_BOUND = 12.0
-QUORUM_BOUND = 15.0
-QUORUM_GRACE = TTL + 2.0
 NODE_IDS = ("n1", "n2", "n3")
 MAX_FAULTS = 10_000
 
@@ -64,11 +87,17 @@ class ChaosResult:
     records: list[Probe]
     faults: list[Fault]
     base: Path
+    kinds: tuple[str, ...] = ()  # every kind the engine draws, for the per-kind tables
 
     def report(self) -> str:
-        """The verdict, and for each violation a timeline of the probes around it."""
-        lines = [f"seed: {self.seed}", self.verdict.report()]
-        for v in self.verdict.violations[:5]:
+        """The verdict, and a timeline of the probes around the first violation of each
+        episode (violations within 3 s of the one shown before), five at most."""
+        lines = [f"seed: {self.seed}", self.verdict.report(self.kinds)]
+        shown: list[float] = []
+        for v in self.verdict.violations:
+            if len(shown) == 5 or (shown and v.at - shown[-1] < 3.0):
+                continue
+            shown.append(v.at)
             lines += [
                 f"\ntimeline around [{v.rule}] at {v.at:.3f} (seed {self.seed}):",
                 timeline(self.records, self.faults, v.at),
@@ -78,7 +107,7 @@ class ChaosResult:
         return "\n".join(lines)
 
 
-class Chaos:
+class Chaos(HandoverFaults):
     """One chaos run. Use as a context manager: everything it starts is stopped by PID."""
 
     def __init__(
@@ -91,6 +120,7 @@ class Chaos:
         self.log = log
         self.faults: list[Fault] = []
         self.down: set[str] = set()
+        self.admin_token = secrets.token_hex(16)
         self._stack = ExitStack()
         self._t0 = time.monotonic()
 
@@ -108,18 +138,22 @@ class Chaos:
         self._stack.close()
 
     def _start(self) -> None:
-        self.etcd = EtcdCluster(self.base / "etcd", size=3)
-        self.etcd.start()
-        self._stack.callback(self.etcd.stop_all)
         self.hub = ProxyHub()
         self._stack.callback(self.hub.close)
+        self.peers = PeerNet(self.hub)
+        self.etcd = EtcdCluster(self.base / "etcd", size=3, peer_url=self.peers.add)
+        self._stack.callback(self.etcd.stop_all)
+        self.etcd.start()
+        self.peers.learn(self.etcd.member_ids())
         self.proxies: dict[str, list[FaultProxy]] = {
             node_id: [
                 self.hub.add(f"{node_id}->{m.name}", m.client_port) for m in self.etcd.members
             ]
             for node_id in NODE_IDS
         }
-        self.cluster = Cluster(self.base, ["--backend", "etcd"])
+        node_args = ["--backend", "etcd", "--drain-time", str(DRAIN)]
+        node_args += ["--switchover-timeout", str(SWITCHOVER_TIMEOUT)]
+        self.cluster = Cluster(self.base, node_args, env={"VIPMON_ADMIN_TOKEN": self.admin_token})
         self._stack.callback(self.cluster.stop)
         for node_id in NODE_IDS:
             urls = ",".join(p.url for p in self.proxies[node_id])
@@ -156,7 +190,8 @@ class Chaos:
             time.sleep(self.rng.uniform(0.5, 1.5))
         records = self.prober.stop()
         verdict = check(records, self.faults)
-        return ChaosResult(self.seed, verdict, records, self.faults, self.base)
+        kinds = (*self.MASTER_FAULTS, *self.ETCD_FAULTS, "restart node")
+        return ChaosResult(self.seed, verdict, records, self.faults, self.base, kinds)
 
     def wait_master(self, timeout: float) -> Node | None:
         """The one node answering 200, waited for up to ``timeout`` s (None if not found)."""
@@ -195,11 +230,14 @@ class Chaos:
         "reset master": "partition_master",
         "partition master/1": "partition_one",
         "latency master": "latency_master",
+        "switchover": "switchover",
+        "switchover, cut in drain": "switchover_cut",
     }
     ETCD_FAULTS = {
         "kill etcd leader": "kill_etcd_leader",
         "stop etcd leader": "stop_etcd_leader",
         "stop 2 etcd members": "stop_two_members",
+        "isolate etcd leader": "isolate_etcd_leader",
     }
 
     def window(
@@ -303,8 +341,46 @@ class Chaos:
             lambda: [m.stop() for m in members], lambda: [m.cont() for m in members], 1.0, 5.0
         )
         names = "+".join(m.name for m in members)
-        cut = tuple(n.node_id for n in self.live())
-        return Fault(kind, names, t, healed, QUORUM_BOUND, cut_off=cut, grace=QUORUM_GRACE)
+        lost = tuple(n.node_id for n in self.live())
+        return Fault(kind, names, t, healed, QUORUM_BOUND, quorum_lost=lost, grace=TTL)
+
+    def isolate_etcd_leader(self, kind: str) -> Fault:
+        """The etcd leader cut off from both peers; the nodes can still reach it.
+
+        Half the time every live node is also cut off from the other two
+        members ("pinned"): then no node can reach a quorum. Otherwise the
+        nodes that sent nothing to the other members while it lasted (by
+        their proxies' count) had only the isolated member: the same holds
+        for them.
+        """
+        lead = self.etcd.leader_index()
+        member = self.etcd.member(lead)
+        mode = self.rng.choice([BLACKHOLE, RESET])
+        pinned = self.rng.random() < 0.5
+        live = [n.node_id for n in self.live()]
+        others = {nid: [p for i, p in enumerate(self.proxies[nid]) if i != lead] for nid in live}
+        elsewhere = [p for proxies in others.values() for p in proxies]
+        stayed: list[str] = []
+
+        def cut() -> None:
+            self.peers.isolate([member.name], mode)
+            if pinned:
+                self.hub.set(elsewhere, BLACKHOLE)
+
+        def heal() -> None:
+            stayed.extend(n for n in live if all(p.last_activity < t for p in others[n]))
+            self.peers.heal()
+            self.hub.heal(elsewhere)
+
+        t = time.monotonic()
+        _, healed, held = self.window(cut, heal, 1.0, 5.0)
+        lost = tuple(live if pinned else stayed)
+        how = "nodes pinned to it" if pinned else "nodes free"
+        detail = f"{mode}, {how}, {held:.2f} s; no quorum for: {','.join(lost) or 'none'}"
+        return Fault(
+            kind, member.name, t, healed, ISOLATED_LEADER_BOUND,
+            quorum_lost=lost, grace=TTL, detail=detail,
+        )  # fmt: skip
 
 
 def run_chaos(

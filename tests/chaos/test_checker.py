@@ -36,6 +36,9 @@ def test_a_clean_failover_passes_and_is_measured():
     report = verdict.report()
     assert "violations: 0" in report
     assert "kill master" in report
+    listed = verdict.report(kinds=["isolate etcd leader"])
+    assert "  isolate etcd leader      0" in listed
+    assert listed.count("isolate etcd leader") == 3  # injected, failover and outage tables
 
 
 def test_two_nodes_positive_with_one_term():
@@ -75,3 +78,27 @@ def test_the_timeline_folds_equal_answers_and_marks_faults():
     assert "inject kill master on n1" in text
     assert "n1 200 term=5 x10" in text
     assert len(text.splitlines()) < 10
+
+
+def test_a_node_without_etcd_quorum_must_go_negative_within_the_ttl():
+    lost = Fault(
+        "stop 2 etcd members", "m1+m2", 1.0, 6.0, 15.0, quorum_lost=("n1", "n2"), grace=2.0
+    )
+    on_time = [*probes("n1", 200, 5, 0.0, 3.0), *probes("n2", 503, 5, 0.0, 6.0)]
+    assert check(on_time, [lost]).ok
+    late = check([*probes("n1", 200, 5, 0.0, 3.3), *probes("n2", 503, 5, 0.0, 6.0)], [lost])
+    assert set(rules(late)) == {"quorum"}
+    first = late.violations[0]
+    assert first.at > 3.0
+    assert "n1 positive with term 5 2.100 s after losing etcd's quorum" in first.message
+    assert "'stop 2 etcd members' on m1+m2" in first.message
+    assert "within 2.0 s" in first.message
+    assert "violations: 2 (quorum: 2)" in late.report()
+
+
+def test_the_quorum_rule_spares_nodes_it_does_not_name_and_ends_with_the_fault():
+    lost = Fault("isolate etcd leader", "m0", 1.0, 4.0, 15.0, quorum_lost=("n2",), grace=2.0)
+    master_elsewhere = probes("n1", 200, 5, 0.0, 6.0)  # n1 talks to the new etcd leader
+    assert check(master_elsewhere, [lost]).ok
+    after_heal = [*probes("n2", 200, 5, 0.0, 3.0), *probes("n2", 200, 7, 4.0, 6.0)]
+    assert check(after_heal, [lost]).ok

@@ -5,14 +5,18 @@ saw (:class:`tests.support.probe.Probe`: node, request start, response end,
 status, term) and what the run did (:class:`Fault`: which fault, on whom,
 injected and healed when, on the same monotonic clock as the probes).
 
-The rules, each a promise of the product (DESIGN.md section 2):
+The rules, each a promise of the product (README, "Safety"):
 
 * ``term-owner``: a term is answered positive by one node only;
 * ``stale``: no positive with term X begins after a positive with a newer term
   Y > X has ended;
 * ``cut-off``: no positive from a node cut off from etcd begins later than the
-  fault time plus the TTL, while the cut lasts (the fault states the bound:
-  the TTL for a partition, more for a lost quorum, see :class:`Fault`);
+  fault time plus the fault's ``grace`` (the TTL), while the cut lasts;
+* ``quorum``: no positive from a node that can reach no etcd quorum (two of
+  three members frozen, or only a member cut off from its peers within reach)
+  begins later than the fault time plus the fault's ``grace`` (the TTL), while
+  the fault lasts: a renewal that only a member without quorum accepted does
+  not count;
 * ``paused``: a node paused for longer than the TTL never answers positive with
   the term it had before the pause, once it resumes;
 * ``recovery``: after a fault heals, a positive answer begins within the
@@ -40,8 +44,9 @@ class Fault:
     injected: float
     healed: float
     bound: float  # a positive must begin within this many s after ``healed``
-    cut_off: tuple[str, ...] = ()  # nodes with no path to etcd (or its quorum) meanwhile
-    grace: float = 0.0  # ...which may begin a positive only this many s after ``injected``
+    cut_off: tuple[str, ...] = ()  # nodes with no path to etcd meanwhile
+    quorum_lost: tuple[str, ...] = ()  # nodes that can reach no etcd quorum meanwhile
+    grace: float = 0.0  # ...both may begin a positive only this many s after ``injected``
     paused: str | None = None  # node frozen for longer than the TTL
     detail: str = ""
 
@@ -69,22 +74,29 @@ class Verdict:
     def ok(self) -> bool:
         return not self.violations
 
-    def report(self) -> str:
+    def report(self, kinds: Iterable[str] = ()) -> str:
+        """The verdict as text; the per-kind tables list ``kinds`` too, even if not drawn."""
+        every = sorted({*self.faults, *kinds})
         lines = [
             f"faults injected: {sum(self.faults.values())}",
-            *(f"  {kind:<24} {n}" for kind, n in sorted(self.faults.items())),
+            *(f"  {kind:<24} {self.faults[kind]}" for kind in every),
             f"probes: {self.probes}",
             f"positives: {self.positives}",
-            f"violations: {len(self.violations)}",
+            f"violations: {len(self.violations)}{_by_rule(self.violations)}",
             *(f"  [{v.rule}] at {v.at:.3f}: {v.message}" for v in self.violations[:20]),
             "failover time (fault injected -> first positive of a newer term), seconds:",
         ]
-        for kind in sorted(self.faults):
+        for kind in every:
             kept = f"  (term kept: {self.kept[kind]})"
             lines.append(f"  {kind:<24} {_spread(self.failover.get(kind, []))}{kept}")
         lines.append("longest time without any positive answer, per fault, seconds:")
-        lines += [f"  {k:<24} {_spread(self.outage.get(k, []))}" for k in sorted(self.faults)]
+        lines += [f"  {k:<24} {_spread(self.outage.get(k, []))}" for k in every]
         return "\n".join(lines)
+
+
+def _by_rule(found: Sequence[Violation]) -> str:
+    counts = Counter(v.rule for v in found).most_common()
+    return f" ({', '.join(f'{rule}: {n}' for rule, n in counts)})" if counts else ""
 
 
 def _spread(values: Sequence[float]) -> str:
@@ -131,6 +143,7 @@ def check(records: Sequence[Probe], faults: Sequence[Fault]) -> Verdict:
     end = probes[-1].start if probes else 0.0
     for fault in faults:
         found.extend(_cut_off(pos, fault))
+        found.extend(_quorum(pos, fault))
         found.extend(_paused(pos, fault))
         found.extend(_recovery(pos, fault, end))
     verdict = Verdict(
@@ -169,11 +182,26 @@ def _stale(positives: Sequence[Probe]) -> Iterable[Violation]:
 
 
 def _cut_off(pos: _Positives, fault: Fault) -> Iterable[Violation]:
-    for p in pos.between(fault.injected + fault.grace, fault.healed):
-        if p.node in fault.cut_off and p.start > fault.injected + fault.grace:
-            into = p.start - fault.injected
-            why = f"{p.node} positive {into:.3f} s into '{fault.kind}' (bound {fault.grace} s)"
-            yield Violation(p.start, "cut-off", why)
+    for p in _late_positives(pos, fault, fault.cut_off):
+        into = p.start - fault.injected
+        why = f"{p.node} positive {into:.3f} s into '{fault.kind}' (bound {fault.grace} s)"
+        yield Violation(p.start, "cut-off", why)
+
+
+def _quorum(pos: _Positives, fault: Fault) -> Iterable[Violation]:
+    for p in _late_positives(pos, fault, fault.quorum_lost):
+        into = p.start - fault.injected
+        why = (
+            f"{p.node} positive with term {p.term} {into:.3f} s after losing etcd's quorum "
+            f"('{fault.kind}' on {fault.target}); it must be negative within {fault.grace} s"
+        )
+        yield Violation(p.start, "quorum", why)
+
+
+def _late_positives(pos: _Positives, fault: Fault, nodes: tuple[str, ...]) -> Iterable[Probe]:
+    """Positives of ``nodes`` that begin after ``injected + grace`` and before ``healed``."""
+    after = fault.injected + fault.grace
+    return (p for p in pos.between(after, fault.healed) if p.node in nodes and p.start > after)
 
 
 def _paused(pos: _Positives, fault: Fault) -> Iterable[Violation]:

@@ -23,6 +23,7 @@ import signal
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -191,15 +192,23 @@ class EtcdMember:
 class EtcdCluster:
     """A cluster of ``size`` etcd members started by this test process.
 
-    ``extra_args`` are appended to every member's command line.
+    ``extra_args`` are appended to every member's command line. ``peer_url``,
+    if given, maps (member name, its real peer port) to the peer URL the
+    member advertises to the others (a proxy in front of that port); the
+    member still listens on the real port.
     """
 
     def __init__(
-        self, base_dir: Path | None = None, size: int = 1, extra_args: list[str] | None = None
+        self,
+        base_dir: Path | None = None,
+        size: int = 1,
+        extra_args: list[str] | None = None,
+        peer_url: Callable[[str, int], str] | None = None,
     ) -> None:
         self.base_dir = base_dir
         self.size = size
         self.extra_args = list(extra_args or [])
+        self.peer_url = peer_url
         self.members: list[EtcdMember] = []
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
 
@@ -223,9 +232,11 @@ class EtcdCluster:
 
         names = [f"m{i}" for i in range(size)]
         ports = [(free_port(HOST), free_port(HOST)) for _ in names]
-        initial = ",".join(
-            f"{nm}=http://{HOST}:{peer}" for nm, (_, peer) in zip(names, ports, strict=True)
-        )
+        advertised = {
+            nm: self.peer_url(nm, peer) if self.peer_url else f"http://{HOST}:{peer}"
+            for nm, (_, peer) in zip(names, ports, strict=True)
+        }
+        initial = ",".join(f"{nm}={url}" for nm, url in advertised.items())
         token = f"vipmon-test-{uuid.uuid4().hex[:12]}"
         for name, (client, peer) in zip(names, ports, strict=True):
             data_dir = base / f"{name}.etcd"
@@ -236,7 +247,7 @@ class EtcdCluster:
                 "--listen-client-urls", f"http://{HOST}:{client}",
                 "--advertise-client-urls", f"http://{HOST}:{client}",
                 "--listen-peer-urls", f"http://{HOST}:{peer}",
-                "--initial-advertise-peer-urls", f"http://{HOST}:{peer}",
+                "--initial-advertise-peer-urls", advertised[name],
                 "--initial-cluster", initial,
                 "--initial-cluster-state", "new",
                 "--initial-cluster-token", token,
@@ -289,6 +300,37 @@ class EtcdCluster:
 
         wait_for(leader_found, timeout=timeout, what="an etcd leader", interval=POLL_INTERVAL)
         return found[0]
+
+    def make_leader(self, i: int, timeout: float = 10.0) -> None:
+        """Move etcd's leadership to member ``i`` (a no-op if it leads); wait until it does."""
+        if self.leader_index() == i:
+            return
+        target = self.member(i).status()
+        assert target is not None, f"etcd member {self.member(i).name} does not answer"
+        leader = self.member(self.leader_index())
+        _post(
+            leader.client_url + "/v3/maintenance/transfer-leadership",
+            {"targetID": target["header"]["member_id"]},
+            timeout,
+        )
+        wait_for(
+            lambda: self.leader_index() == i,
+            timeout=timeout,
+            what=f"etcd member {self.member(i).name} to lead",
+            interval=POLL_INTERVAL,
+        )
+
+    def member_ids(self, timeout: float = 5.0) -> dict[str, str]:
+        """Member name -> member id in hex (as etcd's peer headers carry it)."""
+        for member in self.members:
+            if member.stopped or not member.alive():
+                continue
+            try:
+                reply = _post(member.client_url + "/v3/cluster/member/list", {}, timeout)
+            except (httpx.HTTPError, ValueError):
+                continue
+            return {m["name"]: format(int(m["ID"]), "x") for m in reply.get("members", [])}
+        raise AssertionError("no etcd member answered the member list")
 
     def enable_auth(self, password: str, user: str = "root") -> None:
         """Create ``user`` with the ``root`` role and turn auth on, via the JSON gateway."""

@@ -24,8 +24,8 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 HOST = "127.0.0.1"
 CHUNK = 65536
@@ -33,7 +33,7 @@ OPEN, BLACKHOLE, RESET = "open", "blackhole", "reset"
 _EOF = b""
 
 
-def _abort(writer: asyncio.StreamWriter) -> None:
+def abort(writer: asyncio.StreamWriter) -> None:
     """Close with a RST (SO_LINGER 0), not a FIN."""
     sock = writer.get_extra_info("socket")
     if sock is not None:
@@ -55,6 +55,7 @@ class FaultProxy:
         self._opened = asyncio.Event()
         self._opened.set()
         self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
 
     @property
@@ -64,14 +65,22 @@ class FaultProxy:
     # -- on the hub's loop -------------------------------------------------
 
     async def _listen(self) -> None:
-        self._server = await asyncio.start_server(self._accept, HOST, 0)
+        self._server = await asyncio.start_server(self._accepted, HOST, 0)
         self.port = int(self._server.sockets[0].getsockname()[1])
+
+    def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Track the connection at once, so that closing aborts it even if its task
+        has not started yet; then handle it in a task."""
+        self._writers.add(writer)
+        task = asyncio.get_running_loop().create_task(self._accept(reader, writer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _close(self) -> None:
         if self._server is not None:
             self._server.close()
         for writer in list(self._writers):
-            _abort(writer)
+            abort(writer)
         self._writers.clear()
 
     def _set(self, mode: str, delay: float) -> None:
@@ -82,44 +91,70 @@ class FaultProxy:
             self._opened.clear()
         if mode == RESET:
             for writer in list(self._writers):
-                _abort(writer)
+                abort(writer)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
         try:
             if self.mode == RESET:
-                _abort(writer)
+                abort(writer)
                 return
             await self._opened.wait()
             if self.mode == RESET or writer.is_closing():
-                _abort(writer)
+                abort(writer)
                 return
-            try:
-                up_reader, up_writer = await asyncio.open_connection(*self.upstream)
-            except OSError:
-                _abort(writer)  # the member is down: the node sees a refused connection
-                return
-            self._writers.add(up_writer)
-            try:
-                await asyncio.gather(
-                    self._pipe(reader, up_writer, from_node=True),
-                    self._pipe(up_reader, writer, from_node=False),
-                )
-            finally:
-                self._writers.discard(up_writer)
-                _abort(up_writer)
+            await self._relay(reader, writer, self._opened)
         finally:
             self._writers.discard(writer)
             if not writer.is_closing():
-                _abort(writer)
+                abort(writer)
+
+    async def _relay(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        gate: asyncio.Event,
+        first: bytes = b"",
+        connected: Callable[[asyncio.StreamWriter], object] | None = None,
+    ) -> None:
+        """Connect upstream, then pipe both ways through ``gate`` until either side ends.
+
+        ``first``: bytes already read from the node, sent first; ``connected``
+        is called with the upstream writer once connected.
+        """
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        except OSError:
+            abort(writer)  # the member is down: the node sees a refused connection
+            return
+        self._writers.add(up_writer)
+        try:
+            if connected is not None:
+                connected(up_writer)
+            await asyncio.gather(
+                self._pipe(reader, up_writer, gate, from_node=True, first=first),
+                self._pipe(up_reader, writer, gate, from_node=False),
+            )
+        finally:
+            self._writers.discard(up_writer)
+            abort(up_writer)
 
     async def _pipe(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, from_node: bool
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        gate: asyncio.Event,
+        *,
+        from_node: bool,
+        first: bytes = b"",
     ) -> None:
-        """Read into a queue of (due time, bytes); a second task writes each when due."""
+        """Read into a queue of (due time, bytes); a second task writes each when due
+        and ``gate`` is set. ``first``: bytes already read from ``reader``, sent first."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
-        sender = asyncio.create_task(self._send(queue, writer))
+        if first:
+            queue.put_nowait((loop.time() + self.delay / 2, first))
+        sender = asyncio.create_task(self._send(queue, writer, gate))
         try:
             while True:
                 try:
@@ -137,14 +172,17 @@ class FaultProxy:
             with contextlib.suppress(asyncio.CancelledError):
                 await sender
 
-    async def _send(self, queue: asyncio.Queue[tuple[float, bytes]], writer: asyncio.StreamWriter):
+    @staticmethod
+    async def _send(
+        queue: asyncio.Queue[tuple[float, bytes]], writer: asyncio.StreamWriter, gate: asyncio.Event
+    ) -> None:
         loop = asyncio.get_running_loop()
         while True:
             due, data = await queue.get()
             wait = due - loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)
-            await self._opened.wait()
+            await gate.wait()
             if not data or writer.is_closing():
                 if writer.can_write_eof() and not writer.is_closing():
                     with contextlib.suppress(OSError):
@@ -155,6 +193,9 @@ class FaultProxy:
                 await writer.drain()
             except OSError:
                 return
+
+
+P = TypeVar("P", bound=FaultProxy)
 
 
 class ProxyHub:
@@ -172,15 +213,28 @@ class ProxyHub:
 
     def add(self, name: str, upstream_port: int) -> FaultProxy:
         """A new proxy to ``127.0.0.1:upstream_port``, listening on a free port."""
-        proxy = self._run(self._make(name, upstream_port))
+        return self.adopt(lambda: FaultProxy(name, (HOST, upstream_port)))
+
+    def adopt(self, make: Callable[[], P]) -> P:
+        """Build a proxy with ``make`` on the hub's loop (its Events bind to it), make it
+        listen on a free port, and own it (:meth:`close` closes it)."""
+
+        async def start() -> P:
+            proxy = make()
+            await proxy._listen()
+            return proxy
+
+        proxy: P = self._run(start())
         self.proxies.append(proxy)
         return proxy
 
-    @staticmethod
-    async def _make(name: str, upstream_port: int) -> FaultProxy:
-        proxy = FaultProxy(name, (HOST, upstream_port))  # its Event binds to this loop
-        await proxy._listen()
-        return proxy
+    def call(self, fn: Callable[[], object]) -> None:
+        """Run ``fn`` on the hub's loop; return once it has run."""
+
+        async def run() -> None:
+            fn()
+
+        self._run(run())
 
     def set(self, proxies: list[FaultProxy], mode: str = OPEN, delay: float = 0.0) -> None:
         """Put ``proxies`` in ``mode`` (with ``delay`` s added per round trip when open)."""
