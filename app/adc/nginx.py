@@ -6,7 +6,7 @@
 * :func:`render_passive`: open-source nginx has no active checks. Each
   request goes to the nodes in turn until one answers something other than
   503; ``max_fails=0`` keeps nginx from marking any node down. This only works
-  if every non-master node's *application* answers 503 (see DESIGN.md 4).
+  if every non-master node's *application* answers 503.
 
 Rendering never fails; arguments are validated in :mod:`app.adc.cli`.
 """

@@ -6,7 +6,7 @@ failing check takes (about 0 when the node answers 503 or the port refuses,
 a timeout when the process is stalled or the host is gone). After the new
 master turns positive the ADC marks it UP no sooner than ``U_min`` and no
 later than ``U_max``. The nodes guarantee a gap ``g >= 0`` between the two
-instants (DESIGN.md section 2), so the ADC shows two nodes UP at once only if
+instants, so the ADC shows two nodes UP at once only if
 
     D(T_fail) > g + U_min.
 

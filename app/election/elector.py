@@ -4,7 +4,7 @@ Each ``step`` method makes at most one store call and folds the answer into
 the node's state; :mod:`app.election.runner` composes them into loops.
 Tests drive the steps directly, in any order, on a fake clock.
 
-Safety rests on three rules (DESIGN.md section 2):
+Safety rests on three rules:
 
 * the node is positive only while it holds the leader key (its acquire
   transaction succeeded and it has not seen the key go) *and* its lease

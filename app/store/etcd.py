@@ -2,7 +2,7 @@
 
 Each method is one POST (``watch`` is one streamed POST); the transport,
 failover, auth and error mapping live in :mod:`app.store.etcd_client`.
-What this module knows is the shape of etcd's replies (DESIGN.md section 3):
+What this module knows is the shape of etcd's replies, as etcd 3.4 sends them:
 keys and values are standard base64, int64 fields are JSON strings, and
 fields that are zero, false or empty are left out, so a lost compare has no
 ``succeeded`` key and an expired lease's keepalive has no ``TTL``.

@@ -1,7 +1,7 @@
 """The etcd JSON-gateway wire format, against ``httpx.MockTransport`` only.
 
-Every reply here is shaped like what etcd 3.4.23's gateway was seen to send
-(DESIGN.md section 3): int64 as strings, zero fields left out, unary errors
+Every reply here is shaped like what etcd 3.4.23's gateway was seen to send:
+int64 as strings, zero fields left out, unary errors
 as ``{"error", "message", "code"}``, stream errors as
 ``{"error": {"grpc_code", "message"}}``.
 """
