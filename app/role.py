@@ -63,7 +63,9 @@ class Snapshot:
     ``stop_flag`` is the node's own stop event, shared by every snapshot it
     publishes: once set (from any thread) no snapshot of the node is positive,
     old or new, so a stop can never be undone by a publish racing it.
-    ``draining`` is set for the whole of a planned release.
+    ``draining`` is set for the whole of a planned release; ``drain_on_stop``
+    says that a stop drains (``drain_time`` > 0), so the node answers DRAINING
+    from the instant the stop flag is set, before the release publishes.
     """
 
     node_id: str
@@ -90,6 +92,7 @@ class Snapshot:
     last_transition: Transition | None = None
     loop_heartbeat: float = 0.0
     stop_flag: threading.Event | None = field(default=None, compare=False, repr=False)
+    drain_on_stop: bool = False
 
     @property
     def stopping(self) -> bool:
@@ -109,7 +112,8 @@ class Snapshot:
         """The role at monotonic instant ``now``; fails closed."""
         if self.is_master(now):
             return Role.MASTER
-        if self.holds_key and self.draining and now < self.lease_valid_until:
+        draining = self.draining or (self.drain_on_stop and self.stopping)
+        if self.holds_key and draining and now < self.lease_valid_until:
             return Role.DRAINING
         if self.stopping or self.holds_key:
             return Role.UNKNOWN

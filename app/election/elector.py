@@ -101,7 +101,10 @@ class Elector(ClusterSteps):
         self._role = Role.UNKNOWN
         self._garbage_logged: set[tuple[str, int]] = set()
         self.snapshot = Snapshot(
-            node_id=settings.node_id, backend=store.name, stop_flag=self._stop
+            node_id=settings.node_id,
+            backend=store.name,
+            stop_flag=self._stop,
+            drain_on_stop=settings.drain_time > 0,
         )
         self.lease_ready = asyncio.Event()
         #: Every planned release of the role: switchover, maintenance, SIGTERM, ...
@@ -130,6 +133,7 @@ class Elector(ClusterSteps):
             leader_unknown=self.leader_unknown,
             shutting_down=self._stop.is_set(),
             stop_flag=self._stop,
+            drain_on_stop=self.settings.drain_time > 0,
             draining=self.handover.releasing,
             maintenance=self.in_maintenance,
             paused=self.control.paused,

@@ -63,9 +63,14 @@ async def run_election(elector: Elector, stop: asyncio.Event) -> None:
         ended = [t for t in tasks if t in done]
     finally:
         elector.request_stop()
-        for task in [stopped, *tasks]:
+        lease, others = tasks[0], [stopped, *tasks[1:]]
+        for task in others:
             task.cancel()
-        await asyncio.gather(stopped, *tasks, return_exceptions=True)
+        await asyncio.gather(*others, return_exceptions=True)
+        if not lease.done():  # the lease loop renews on while the release drains
+            await elector.handover.release("shutting down")
+        lease.cancel()
+        await asyncio.gather(lease, return_exceptions=True)
         await elector.resign()
         await elector.store.close()
     for task in ended:
