@@ -53,6 +53,10 @@ class StoreLeaseGone(StoreError):
     """
 
 
+class ElectionCrashed(VipmonError):
+    """A loop of the election ended by itself: a bug. The node has resigned."""
+
+
 class Conflict(VipmonError):
     """An admin request cannot be carried out now; the message says why (HTTP 409)."""
 

@@ -17,7 +17,7 @@ import random
 
 from app.election.control import campaign_delay
 from app.election.elector import Elector
-from app.errors import VipmonError
+from app.errors import ElectionCrashed
 
 log = logging.getLogger("vipmon.election")
 
@@ -37,10 +37,6 @@ class Backoff:
 
     def reset(self) -> None:
         self._next = self.first
-
-
-class ElectionCrashed(VipmonError):
-    """A loop of the election ended by itself: a bug. The node has resigned."""
 
 
 async def run_election(elector: Elector, stop: asyncio.Event) -> None:
