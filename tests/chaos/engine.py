@@ -15,14 +15,14 @@ alone.
 
 Recovery bounds (:mod:`tests.chaos.bounds`), derived from the settings the
 nodes run with (TTL 2 s, margin 0.5 s, renew interval 0.5 s, store timeout
-0.5 s per endpoint, three endpoints, drain 0.5 s) and etcd's defaults
+0.5 s per call, three endpoints, drain 0.5 s) and etcd's defaults
 (election timeout 1 s, lessor scan 0.5 s, no pre-vote):
 
 * node faults, after the fault heals (or is injected, for kill and term; or
   the switchover reply comes back): TTL 2 + expiry slack 0.5 + watch timeout 1
-  (a standby that missed the delete re-campaigns when its watch ends) + a
-  store call rotating through three endpoints 1.5 + renew interval 0.5 +
-  backoff cap 1 = 6.5 s (7 s with a SIGTERM's drain); with scheduling slack on
+  (a standby that missed the delete re-campaigns when its watch ends) + up
+  to three store calls until one reaches a live endpoint 1.5 + renew interval
+  0.5 + backoff cap 1 = 6.5 s (7 s with a SIGTERM's drain); with scheduling slack on
   a 2-core host, **10 s**;
 * an etcd member lost (the leader killed or frozen): a new etcd leader within
   2 election timeouts (2 s); etcd then extends every lease, so the node
