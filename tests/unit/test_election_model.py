@@ -3,26 +3,46 @@
 Hypothesis explores interleavings of the elector's steps as the real node runs
 them: the lease loop (``ensure_lease``/``renew``), the campaign loop
 (``campaign``/``observe``/``verify_hold``), the members loop
-(``refresh_members``/``refresh_control``) and the master's duties (``release``,
-a planned hand-over) run as separate
-tasks on one event loop, so one node can have a keepalive and an acquire in
-flight at once. Any store call can be held in transit (before the store
-applies it, or after, with the reply held back), released later or lost as a
-timeout; the clock moves between and inside calls (``on_call`` latency); calls
-fail (``fail_next``); leases expire (``MemoryData.sweep``); recorded watch
-events arrive again, late and out of order; nodes resign, or crash and come
-back as a fresh elector with the same node id; an operator writes and deletes
-control keys (pause, switchover, maintenance). A node that is not stepped is a
-paused process.
+(``refresh_members``/``refresh_control``) and the control loop (the master's
+duties: ``refresh_control`` then ``handover.duties()``, a bare
+``handover.release``, an admin switchover) run as separate tasks on one event
+loop, so one node can have a keepalive, an acquire and a hand-over in flight
+at once. The nodes drain for a nonzero ``drain_time`` and settle for
+``settle_time``, on the fake clock; n1 has the highest priority and every node
+fails back to it, so failback happens too.
+
+A task of the model is always in one of three resting states between rules:
+**done**, **held in transit** by the :class:`Wire` (before the store applies
+its call, or after, with the reply held back), or **asleep on the clock**
+(drain, settle, a switchover's poll or retry: :class:`ModelClock` knows who
+sleeps until when). A rule runs the event loop until every task of every node
+rests again (:meth:`World.settle`), checking the invariants at every turn of
+the loop. Time moves only in rules: ``advance`` moves the clock from one
+sleeper's instant to the next (or, ``late``, in one jump, as a stalled host
+wakes), running each woken task until it rests; ``latency`` moves it inside a
+store call.
+
+The faults: any store call can be held in transit, released later or lost as
+a timeout; replies are overtaken; calls fail (``fail_next``); leases expire
+(``MemoryData.sweep``); recorded watch events arrive again, late and out of
+order; nodes resign on SIGTERM (loops cancelled, then drain, settle and delete
+as a task that sleeps while the others go on), or crash and come back as a
+fresh elector with the same node id; an operator writes and deletes control
+keys (pause, switchover, maintenance); an admin asks any node for a switchover;
+maintenance is toggled for any node; a node's local check starts or stops
+failing. A node that is not stepped is a paused process.
 
 Invariants, checked after every rule and at intermediate instants (inside a
-store call whose latency moves the clock, and just before each clock advance
-ends):
+store call whose latency moves the clock, half-way through and just before the
+end of each clock move, and at every turn of the event loop while woken tasks
+run):
 
 * at no instant are two live nodes positive (``snapshot.is_master``);
 * a positive node's term equals the ``create_revision`` of the leader key in the
   store at that instant, and the key's lease is still alive there;
-* a node id's term, while positive, never goes backwards.
+* a node id's term, while positive, never goes backwards;
+* a node is never positive while its hand-over is releasing, and a releasing
+  node holds no term but the one it releases (no term is won mid-release).
 """
 
 from __future__ import annotations
@@ -33,7 +53,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -44,10 +64,11 @@ from hypothesis.stateful import (
 )
 
 from app.clock import FakeClock
-from app.election.control import Switchover, control_prefix
+from app.election.control import Switchover, control_prefix, maintenance_key, pick_target
 from app.election.elector import Elector
 from app.election.records import decode_leader, leader_key
-from app.errors import StoreUnavailable
+from app.errors import StoreError, StoreUnavailable, SwitchoverFailed
+from app.role import Role, Transition
 from app.settings import load_settings
 from app.store.memory import MemoryData, MemoryStore
 from tests.chaos.sim import Relay
@@ -55,6 +76,62 @@ from tests.chaos.sim import Relay
 NODES = ("n1", "n2", "n3")
 KEY = leader_key("vipmon")
 JUST_BEFORE = 1e-6
+WAKE_EPSILON = 1e-9  # as FakeClock: advance() wakes a sleeper due within this of now
+SETTLE_TURNS = 2000  # turns of the event loop before a task counts as stuck
+#: Every node drains and fails back to n1 (the highest priority) after 1 s.
+COMMON = {"drain_time": "0.3", "switchover_timeout": "3", "failback": True, "failback_hold": "1"}
+PRIORITY = {"n1": 200}
+SETTINGS = {
+    node_id: load_settings(
+        {
+            "node_id": node_id,
+            "advertise_url": f"http://{node_id}",
+            "priority": PRIORITY.get(node_id, 100),
+            **COMMON,
+        },
+        env={},
+    )
+    for node_id in NODES
+}
+
+
+class ModelClock(FakeClock):
+    """The fake clock, knowing which task sleeps on it until when.
+
+    A sleeper wakes only when the clock is advanced to its instant, as with
+    :class:`FakeClock`, even one due "now" (a sleep shorter than the rounding).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: Tasks asleep and not yet woken, with the instant each waits for.
+        self.asleep: dict[asyncio.Task[Any], float] = {}
+
+    def advance(self, seconds: float) -> None:
+        super().advance(seconds)
+        due = self.now() + WAKE_EPSILON  # FakeClock's own wake condition
+        for task in [task for task, wake in self.asleep.items() if wake <= due]:
+            del self.asleep[task]
+
+    async def sleep(self, seconds: float) -> None:
+        task = asyncio.current_task()
+        if seconds <= 0 or task is None:
+            await super().sleep(seconds)
+            return
+        self.asleep[task] = self.now() + seconds
+        try:
+            await super().sleep(seconds)
+        finally:
+            self.asleep.pop(task, None)
+
+
+@dataclass
+class LocalCheck:
+    """The node's local health check (a :class:`~app.election.cluster.CheckView`)."""
+
+    configured: bool = True
+    ok: bool = True
+    detail: str = "passing"
 
 
 class Hold(enum.Enum):
@@ -74,7 +151,11 @@ class InTransit:
 
 
 class Wire(Relay):
-    """The network between one node and the store: a task's next call may be held."""
+    """The network between one node and the store: a task's next call may be held.
+
+    A hold waits for the task's next store call, however long the task sleeps
+    before making it (a release drains and settles before its delete).
+    """
 
     def __init__(self, inner: MemoryStore, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(inner)
@@ -106,6 +187,60 @@ class Wire(Relay):
         return result
 
 
+async def duties(e: Elector) -> None:
+    """One turn of the control loop (app.election.runner): read the keys, do the duties."""
+    if await e.refresh_control():
+        if e.holds_key and not e.handover.releasing:
+            event(f"duties: {duty_of(e)}")
+        await e.handover.duties()
+
+
+def duty_of(e: Elector) -> str:
+    """Which of the master's duties applies (as Handover._duties decides; statistics only)."""
+    record, me = e.control.switchover, e.me.node_id
+    if record is not None and (
+        (record.from_id == me and record.term == e.term) or record.to_id == me
+    ):
+        return "switchover record"
+    if e.in_maintenance:
+        return "maintenance"
+    if not e.check().ok:
+        return "failing check"
+    target = pick_target(e.members, exclude=me)
+    if (
+        e.settings.failback
+        and not e.control.paused
+        and target is not None
+        and target.priority > e.settings.priority
+        and e.clock.now() - e.term_started >= e.settings.failback_hold
+    ):
+        return "failback"
+    return "none"
+
+
+async def admin_switchover(e: Elector, record: Switchover) -> tuple[int, float]:
+    """``POST /admin/switchover`` on this node, as app.election.admin runs it."""
+    async with e.handover.lock:
+        return await e.handover.switchover(record)
+
+
+async def shutdown(node: NodeSim) -> None:
+    """After SIGTERM, as run_election's ``finally``: release with the lease loop still
+    renewing, then stop the lease loop and resign (revoke)."""
+    e = node.elector
+    try:
+        await e.handover.release("shutting down")
+    finally:
+        node.lease_only = False
+    lease = node.tasks.get("lease")
+    if lease is not None:
+        lease.cancel()
+        await asyncio.gather(lease, return_exceptions=True)
+    await e.resign()
+
+
+Step = Callable[[Elector], Coroutine[Any, Any, Any]]
+
 # The node's concurrent loops (tasks on one event loop) and the steps each one runs.
 LOOP_OF = {
     "ensure_lease": "lease",
@@ -115,12 +250,25 @@ LOOP_OF = {
     "verify_hold": "campaign",
     "refresh_members": "members",
     "refresh_control": "members",
-    "release": "control",  # the master's planned hand-over (no drain time)
+    "release": "control",  # a bare planned release (drain, settle, delete)
+    "duties": "control",  # the master's duties: records, maintenance, check, failback
 }
-ARGS: dict[str, dict[str, Any]] = {"observe": {"timeout": 1.0}, "release": {"reason": "test"}}
+STEPS: dict[str, Step] = {
+    "ensure_lease": lambda e: e.ensure_lease(),
+    "renew": lambda e: e.renew(),
+    "campaign": lambda e: e.campaign(),
+    "observe": lambda e: e.observe(timeout=1.0),
+    "verify_hold": lambda e: e.verify_hold(),
+    "refresh_members": lambda e: e.refresh_members(),
+    "refresh_control": lambda e: e.refresh_control(),
+    "release": lambda e: e.handover.release("test"),
+    "duties": duties,
+}
 HOLDS = st.sampled_from([Hold.REPLY, Hold.REQUEST, Hold.NONE])
 AFTER = ("round", "nothing", "sweep")
 CONTROL_KEYS = ("pause", "switchover", "maintenance/n1")
+#: What a switchover may end with besides a new term: it is the admin's answer.
+SWITCHOVER_OUTCOMES = (StoreError, SwitchoverFailed)
 
 
 @dataclass
@@ -130,7 +278,27 @@ class NodeSim:
     elector: Elector
     wire: Wire
     stopped: bool = False
+    #: Stopped, but its lease loop renews on while the shutdown release drains.
+    lease_only: bool = False
     tasks: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
+    members_turn: int = 0
+
+
+class Releases:
+    """An observer that reports, as Hypothesis events, which hand-overs ran."""
+
+    KINDS = ("failback", "maintenance", "check", "switchover", "shutting down", "test")
+
+    def transition(self, t: Transition, term: int) -> None:
+        if t.to_role is Role.DRAINING:
+            kind = next((k for k in self.KINDS if k in t.reason), t.reason)
+            event(f"drain reason: {kind}")
+
+    def renew_latency(self, seconds: float) -> None:
+        pass
+
+    def store_error(self, kind: str) -> None:
+        pass
 
 
 class World:
@@ -138,34 +306,80 @@ class World:
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
-        self.clock = FakeClock()
+        self.clock = ModelClock()
         self.data = MemoryData(self.clock)
+        self.checks = {node_id: LocalCheck() for node_id in NODES}
+        #: Exceptions a task may end with that are outcomes, not bugs.
+        self.expect: dict[asyncio.Task[Any], tuple[type[BaseException], ...]] = {}
+        #: Called at every turn of the event loop: the invariants.
+        self.observe: Callable[[], None] | None = None
         self.nodes = {node_id: self.boot(node_id) for node_id in NODES}
 
     def boot(self, node_id: str) -> NodeSim:
-        cfg = load_settings({"node_id": node_id, "advertise_url": f"http://{node_id}"}, env={})
+        cfg = SETTINGS[node_id]
         wire = Wire(MemoryStore(self.data), self.loop)
-        return NodeSim(Elector(cfg, wire, self.clock), wire)
+        check = self.checks[node_id]  # the host's check outlives the process
+        elector = Elector(cfg, wire, self.clock, check=lambda: check, observers=(Releases(),))
+        return NodeSim(elector, wire)
 
     def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
         return self.loop.run_until_complete(coro)
 
     def step(self, node: NodeSim, name: str, hold: Hold = Hold.NONE) -> None:
-        """Run one step as a task of its loop until it ends or is held in transit."""
-        loop_name = LOOP_OF[name]
-        task = self.loop.create_task(getattr(node.elector, name)(**ARGS.get(name, {})))
+        """Start one step as a task of its loop; run until every task rests."""
+        self.start(node, LOOP_OF[name], STEPS[name](node.elector), hold)
+
+    def start(
+        self,
+        node: NodeSim,
+        loop_name: str,
+        coro: Coroutine[Any, Any, Any],
+        hold: Hold = Hold.NONE,
+        expect: tuple[type[BaseException], ...] = (),
+    ) -> None:
+        """Run ``coro`` as the task of ``loop_name``, its next store call held as told."""
+        task = self.loop.create_task(coro)
         node.wire.holds[task] = hold
         node.tasks[loop_name] = task
-        self.run(self._until_held_or_done(node, task))
-        node.wire.holds.pop(task, None)
-        self.reap(node)
+        if expect:
+            self.expect[task] = expect
+        self.settle()
 
-    async def _until_held_or_done(self, node: NodeSim, task: asyncio.Task[Any]) -> None:
-        for _ in range(100):
-            if task.done() or task in node.wire.transits:
-                return
+    def rests(self, node: NodeSim, task: asyncio.Task[Any]) -> bool:
+        """Done, held in transit, or asleep until an instant to come."""
+        if task.done():
+            return True
+        transit = node.wire.transits.get(task)
+        if transit is not None:
+            return not transit.release.done()
+        return task in self.clock.asleep
+
+    def settle(self) -> None:
+        """Run the loop until every task of every node rests, then reap the finished."""
+        self.run(self._settle())
+        for node in list(self.nodes.values()):
+            self.reap(node)
+
+    async def _settle(self) -> None:
+        for _ in range(SETTLE_TURNS):
             await asyncio.sleep(0)
-        raise AssertionError("a step neither ended nor reached its hold point")
+            if self.observe is not None:
+                self.observe()
+            if all(
+                self.rests(node, task)
+                for node in self.nodes.values()
+                for task in node.tasks.values()
+            ):
+                return
+        stuck = [
+            f"{name} of {node.elector.settings.node_id}: {_where(task)}"
+            for node in self.nodes.values()
+            for name, task in node.tasks.items()
+            if not self.rests(node, task)
+        ]
+        raise AssertionError(
+            f"tasks neither ended, nor reached a hold point, nor fell asleep: {stuck}"
+        )
 
     def release(self, node: NodeSim, loop_name: str, lost: bool) -> None:
         task = node.tasks.get(loop_name)
@@ -173,37 +387,65 @@ class World:
         if task is None or transit is None:
             return
         transit.release.set_result(lost)
-        self.run(asyncio.wait({task}))
-        self.reap(node)
+        self.settle()
 
     def reap(self, node: NodeSim) -> None:
-        """Forget finished tasks; an exception other than a store error is a bug."""
+        """Forget finished tasks; an exception that is not an expected outcome is a bug."""
         for name, task in list(node.tasks.items()):
-            if task.done():
-                del node.tasks[name]
-                if not task.cancelled():
-                    task.result()
+            if not task.done():
+                continue
+            del node.tasks[name]
+            node.wire.holds.pop(task, None)
+            expected = self.expect.pop(task, ())
+            if task.cancelled():
+                continue
+            exc = task.exception()
+            if expected:
+                event(f"switchover: {type(exc).__name__ if exc else 'the target took the role'}")
+            if exc is not None and not isinstance(exc, expected):
+                raise exc
 
     def cancel(self, node: NodeSim) -> None:
-        tasks = list(node.tasks.values())
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            self.run(asyncio.wait(tasks))
-        self.reap(node)
+        """Cancel every task of the node; again if one sleeps in a ``finally``."""
+        for _ in range(10):
+            pending = [task for task in node.tasks.values() if not task.done()]
+            if not pending:
+                self.reap(node)
+                return
+            for task in pending:
+                task.cancel()
+            self.settle()
+        raise AssertionError(f"tasks of {node.elector.settings.node_id} survive cancellation")
 
     def running(self, loop_name: str | None) -> list[NodeSim]:
         """Nodes that have not exited, with nothing in flight on ``loop_name`` if given."""
         return [
             node
             for node in self.nodes.values()
-            if not node.stopped and (loop_name is None or loop_name not in node.tasks)
+            if (not node.stopped or (node.lease_only and loop_name == "lease"))
+            and (loop_name is None or loop_name not in node.tasks)
         ]
 
     def close(self) -> None:
-        for node in self.nodes.values():
-            self.cancel(node)
-        self.loop.close()
+        self.observe = None
+        try:
+            for node in self.nodes.values():
+                self.cancel(node)
+        finally:
+            self.loop.close()
+
+
+def _where(task: asyncio.Task[Any]) -> list[str]:
+    """Where a task waits: its chain of awaits, innermost last."""
+    where: list[str] = []
+    coro: Any = task.get_coro()
+    while coro is not None and hasattr(coro, "cr_frame"):
+        frame = coro.cr_frame
+        if frame is not None:
+            where.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
+        coro = getattr(coro, "cr_await", None)
+    where.append(repr(coro))
+    return where
 
 
 def running(loop_name: str | None) -> Callable[[ElectionModel], bool]:
@@ -218,7 +460,10 @@ def next_step(node: NodeSim, loop_name: str) -> str:
         return "ensure_lease" if elector.lease_id is None else "renew"
     if loop_name == "campaign":
         return "observe" if elector.holds_key else "campaign"
-    return "refresh_members"
+    if loop_name == "control":
+        return "duties"
+    node.members_turn += 1  # the members loop reads the control keys, then the members
+    return "refresh_control" if node.members_turn % 2 else "refresh_members"
 
 
 class ElectionModel(RuleBasedStateMachine):
@@ -226,6 +471,7 @@ class ElectionModel(RuleBasedStateMachine):
         super().__init__()
         self.world = World()
         self.max_term: dict[str, int] = {}
+        self.world.observe = lambda: self.check_at(self.world.clock.now())
 
     def teardown(self) -> None:
         self.world.close()
@@ -233,6 +479,16 @@ class ElectionModel(RuleBasedStateMachine):
     # -- the invariants, at any instant -----------------------------------
 
     def check_at(self, t: float) -> None:
+        for node_id, node in self.world.nodes.items():
+            handover = node.elector.handover
+            if handover.releasing:
+                assert not node.elector.snapshot.is_master(t), (
+                    f"{node_id} positive at {t} while releasing term {handover.releasing_term}"
+                )
+                assert not node.elector.holds_key or node.elector.term == handover.releasing_term, (
+                    f"{node_id} holds term {node.elector.term} while releasing "
+                    f"term {handover.releasing_term}"
+                )
         masters = [
             (node_id, node.elector.snapshot)
             for node_id, node in self.world.nodes.items()
@@ -267,24 +523,30 @@ class ElectionModel(RuleBasedStateMachine):
     @rule()
     def round(self) -> None:
         """Every free loop of every node takes its next step, nothing held: progress."""
-        for node in self.world.running(None):
+        for node in self.world.nodes.values():
             self.step_loops(node)
 
     def step_loops(self, node: NodeSim) -> None:
         """Each free loop of the node takes its next step; the lease loop re-grants at once."""
+        if node.stopped and not node.lease_only:
+            return
         if "lease" not in node.tasks:
             self.world.step(node, next_step(node, "lease"))
             if "lease" not in node.tasks and node.elector.lease_id is None:
                 self.world.step(node, "ensure_lease")
-        for loop_name in ("campaign", "members"):
-            if loop_name not in node.tasks:
+        for loop_name in ("campaign", "members", "control"):
+            if loop_name not in node.tasks and not node.stopped:
                 self.world.step(node, next_step(node, loop_name))
         node.elector.tick()
 
     @precondition(lambda self: self.world.running(None))
-    @rule(data=st.data(), name=st.sampled_from(sorted(set(LOOP_OF) - {"ensure_lease"})), hold=HOLDS)
+    @rule(
+        data=st.data(),
+        name=st.sampled_from(sorted(set(LOOP_OF) - {"ensure_lease", "release"})),
+        hold=HOLDS,
+    )
     def step(self, data: st.DataObject, name: str, hold: Hold) -> None:
-        """One step of one node, its first store call possibly held in transit.
+        """One step of one node, its next store call possibly held in transit.
 
         "renew" is the lease loop's next step: a grant when the node has no lease.
         """
@@ -306,7 +568,7 @@ class ElectionModel(RuleBasedStateMachine):
             return
         node = data.draw(st.sampled_from(free))
         self.world.step(node, next_step(node, slow), Hold.REPLY)
-        self.advance(dt, "nothing")
+        self.advance(dt, "nothing", late=False)
         self.step_loops(node)
         self.world.release(node, slow, lost=False)
 
@@ -323,13 +585,32 @@ class ElectionModel(RuleBasedStateMachine):
         node, name = data.draw(st.sampled_from(held))
         self.world.release(node, name, lost)
 
-    @rule(dt=st.sampled_from([2.6, 0.5, 1.5, 0.1, 2.0, 1.0]), then=st.sampled_from(AFTER))
-    def advance(self, dt: float, then: str) -> None:
-        """Time passes; then maybe the store sweeps expired leases, or the loops step."""
-        now = self.world.clock.now()
-        for t in (now + dt / 2, now + dt - JUST_BEFORE):
-            self.check_at(t)
-        self.world.clock.advance(dt)
+    @rule(
+        dt=st.sampled_from([2.6, 0.5, 1.5, 0.1, 2.0, 1.0, 0.35]),
+        then=st.sampled_from(AFTER),
+        late=st.booleans(),
+    )
+    def advance(self, dt: float, then: str, late: bool) -> None:
+        """Time passes; then maybe the store sweeps expired leases, or the loops step.
+
+        The clock stops at each sleeper's instant on the way and runs what woke
+        until it rests again; ``late``: it jumps, and sleepers wake at the end.
+        """
+        clock = self.world.clock
+        end = clock.now() + dt
+        for _ in range(10_000):
+            now, wake = clock.now(), clock.next_wake()
+            # Stop at the next sleeper's instant, moving on by at least a microsecond.
+            stop = end if late or wake is None else min(end, max(wake, now + JUST_BEFORE))
+            for t in ((now + stop) / 2, stop - JUST_BEFORE):
+                if t > now:
+                    self.check_at(t)
+            clock.advance(max(0.0, stop - now))
+            self.world.settle()
+            if stop == end:
+                break
+        else:
+            raise AssertionError("the clock made no progress: a sleeper wakes without end")
         if then == "sweep":
             self.world.data.sweep()
         elif then == "round":
@@ -343,7 +624,7 @@ class ElectionModel(RuleBasedStateMachine):
         def slow(call: str) -> None:
             store.on_call = None
             self.check_at(self.world.clock.now() + dt - JUST_BEFORE)
-            self.world.clock.advance(dt)
+            self.world.clock.advance(dt)  # sleepers due by then wake, late
             self.check_at(self.world.clock.now())
 
         store.on_call = slow
@@ -356,17 +637,73 @@ class ElectionModel(RuleBasedStateMachine):
     @rule(data=st.data(), index=st.integers(0, 200))
     def replay_event(self, data: st.DataObject, index: int) -> None:
         """A recorded watch event arrives again: late, twice, out of order."""
-        history = self.world.data.history
-        self.pick(data).elector.apply_event(history[-1 - index % len(history)])
+        history = [e for e in self.world.data.history if e.kv.key == KEY]  # what a watch sees
+        if history:
+            self.pick(data).elector.apply_event(history[-1 - index % len(history)])
+
+    # -- the hand-overs ---------------------------------------------------
+
+    @precondition(lambda self: KEY in self.world.data.keys and running("control")(self))
+    @rule(data=st.data(), to=st.sampled_from(NODES), hold=HOLDS)
+    def switchover(self, data: st.DataObject, to: str, hold: Hold) -> None:
+        """An admin asks any node to switch over from the holder of the key to ``to``."""
+        leader = self.world.data.keys[KEY]
+        holder = decode_leader(leader.value)
+        if holder is None or holder.node_id == to:
+            return
+        node = self.pick(data, "control")
+        record = Switchover(holder.node_id, to, leader.create_revision)
+        coro = admin_switchover(node.elector, record)
+        self.world.start(node, "control", coro, hold, expect=SWITCHOVER_OUTCOMES)
+
+    @precondition(lambda self: self.masters_free())
+    @rule(data=st.data(), hold=HOLDS)
+    def release(self, data: st.DataObject, hold: Hold) -> None:
+        """A node that holds the key releases it with nobody to hand over to: drain,
+        settle, delete (what ``hand_over`` does without a target, or when paused)."""
+        node = data.draw(st.sampled_from(self.masters_free()))
+        self.world.step(node, "release", hold)
+
+    def masters_free(self) -> list[NodeSim]:
+        return [node for node in self.world.running("control") if node.elector.holds_key]
+
+    @rule(node_id=st.sampled_from(NODES))
+    def maintenance(self, node_id: str) -> None:
+        """Maintenance of a node goes on (or off), then that node's duties run."""
+        data, key = self.world.data, maintenance_key("vipmon", node_id)
+        if key in data.keys:
+            data.delete(key)
+        else:
+            data.put(key, b"{}", 0)
+        self.duties_of(node_id)
+
+    @rule(node_id=st.sampled_from(NODES))
+    def check(self, node_id: str) -> None:
+        """The node's local check starts (or stops) failing, then its duties run."""
+        check = self.world.checks[node_id]
+        check.ok = not check.ok
+        check.detail = "passing" if check.ok else "injected failure"
+        self.duties_of(node_id)
+
+    def duties_of(self, node_id: str) -> None:
+        node = self.world.nodes[node_id]
+        if not node.stopped and "control" not in node.tasks:
+            self.world.step(node, "duties")
 
     @precondition(running(None))
-    @rule(data=st.data())
-    def resign(self, data: st.DataObject) -> None:
-        """SIGTERM: the loops are cancelled, then the node resigns and exits."""
+    @rule(data=st.data(), hold=HOLDS)
+    def resign(self, data: st.DataObject, hold: Hold) -> None:
+        """SIGTERM: stop, every loop but the lease loop is cancelled, then the node
+        releases (drain, settle, delete) as a task that sleeps on the clock while
+        its lease loop and the other nodes go on; then it resigns (revoke)."""
         node = self.pick(data)
+        node.stopped = node.lease_only = True
+        node.elector.request_stop()
+        lease = node.tasks.pop("lease", None)
         self.world.cancel(node)
-        self.world.run(node.elector.resign())
-        node.stopped = True
+        if lease is not None:
+            node.tasks["lease"] = lease
+        self.world.start(node, "resign", shutdown(node), hold)
 
     @rule(node_id=st.sampled_from(NODES))
     def restart(self, node_id: str) -> None:
@@ -374,9 +711,7 @@ class ElectionModel(RuleBasedStateMachine):
         self.world.cancel(self.world.nodes[node_id])
         self.world.nodes[node_id] = self.world.boot(node_id)
 
-    @rule(
-        name=st.sampled_from(["pause", "switchover", "maintenance/n1"]), to=st.sampled_from(NODES)
-    )
+    @rule(name=st.sampled_from(CONTROL_KEYS), to=st.sampled_from(NODES))
     def operator(self, name: str, to: str) -> None:
         """An operator writes a control key, or deletes it if it is there."""
         data, key = self.world.data, control_prefix("vipmon") + name
