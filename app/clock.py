@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
 import time
 from typing import Protocol
 
@@ -78,6 +79,8 @@ class FakeClock:
         if seconds <= 0:
             await asyncio.sleep(0)
             return
+        # A sleep too short to move a float clock still waits for the next instant.
+        due = max(self._now + seconds, math.nextafter(self._now, math.inf))
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._sleepers, (self._now + seconds, next(self._order), waiter))
+        heapq.heappush(self._sleepers, (due, next(self._order), waiter))
         await waiter

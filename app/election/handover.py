@@ -139,24 +139,32 @@ class Handover:
         """
         e = self.e
         started = e.clock.now()
-        ttl = math.ceil(e.settings.switchover_timeout + e.settings.lease_ttl)
-        grant = await e.store.grant(ttl)
+        grant = await e.store.grant(self._record_ttl())
         try:
             result = await e.store.acquire(
                 switchover_key(e.settings.cluster), record.encode(), grant.lease_id
             )
             if not result.won:
                 raise SwitchoverFailed("another switchover is in progress")
+            waiting_from = started
             if e.holds_key and e.term == record.term:
                 await self.release(f"switchover to {record.to_id}")
-            return await self._wait_for_target(record, started)
+                waiting_from = e.clock.now()  # our own drain does not count against the target
+            return await self._wait_for_target(record, started, waiting_from)
         finally:
             await self._withdraw(grant.lease_id)
 
-    async def _wait_for_target(self, record: Switchover, started: float) -> tuple[int, float]:
+    def _record_ttl(self) -> int:
+        """The record's lease: the requester's own release, then the target's time, then a TTL."""
+        s = self.e.settings
+        return math.ceil(s.drain_time + s.settle_time + s.switchover_timeout + s.lease_ttl)
+
+    async def _wait_for_target(
+        self, record: Switchover, started: float, waiting_from: float
+    ) -> tuple[int, float]:
         """Read, then watch, the leader key until the target holds a newer term."""
         e = self.e
-        deadline = started + e.settings.switchover_timeout
+        deadline = waiting_from + e.settings.switchover_timeout
         while (left := deadline - e.clock.now()) > 0:
             try:
                 kv, revision = await e.store.get(e.key)
@@ -191,7 +199,7 @@ class Handover:
                         "could not withdraw the switchover record (%s); it expires with its "
                         "lease within %d s",
                         exc,
-                        math.ceil(e.settings.switchover_timeout + e.settings.lease_ttl),
+                        self._record_ttl(),
                     )
                     return
                 await e.clock.sleep(_RETRY)
@@ -199,11 +207,16 @@ class Handover:
     async def hand_over(self, reason: str, members: tuple[Member, ...] | None = None) -> None:
         """Switch over to the best other candidate, or just release if there is none.
 
+        While the cluster is paused nothing happens: a release would leave the
+        cluster without a master, since the pause blocks every acquire.
         Raises :class:`SwitchoverFailed` or ``StoreError`` when the switchover failed.
         """
         e = self.e
+        if e.control.paused:
+            log.debug("%s: the cluster is paused, so the master keeps its role", reason)
+            return
         target = pick_target(e.members if members is None else members, exclude=e.me.node_id)
-        if target is None or e.control.paused:
+        if target is None:
             await self.release(reason)
             return
         await self.switchover(Switchover(e.me.node_id, target.node_id, e.term))

@@ -88,8 +88,8 @@ class _JumpSelector(selectors.SelectSelector):
             timeout = until_wake if timeout is None else min(timeout, until_wake)
         if timeout is None:
             raise RuntimeError("every task waits and no timer is set: the simulation is stuck")
-        if timeout > 0:
-            self.clock.advance(timeout)
+        if timeout > 0 or wake is not None:
+            self.clock.advance(timeout)  # advance(0) wakes a sleeper that is due now
         return []
 
 

@@ -191,3 +191,24 @@ def test_a_stop_requested_during_a_publish_is_never_undone():
         assert not e.snapshot.is_master(w.clock.now()), "positive after request_stop"
 
     asyncio.run(scenario())
+
+
+def test_a_paused_cluster_keeps_its_master_when_its_check_fails():
+    """Found by the model test: the duties released although the pause blocks every acquire."""
+
+    class Failing:
+        configured, ok, detail = True, False, "http: 500"
+
+    w = World(2)
+
+    async def scenario() -> None:
+        a = await w.elect("n1")
+        await w.nodes["n2"].refresh_members()
+        await a.refresh_members()
+        a.check = Failing  # type: ignore[assignment]
+        w.data.put("/vipmon/vipmon/control/pause", b"{}", 0)
+        await a.refresh_control()
+        await a.handover.duties()
+        assert a.holds_key, "the paused cluster lost its master"
+
+    run_virtual(w.clock, scenario())
