@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -27,7 +28,7 @@ from tests.support.nodes import REPO, Node, wait_for
 from tests.support.ports import free_port
 
 UNIT_DIR = REPO / "deploy" / "systemd"
-VENV_VIPMON = Path(shutil.which("vipmon") or REPO / ".venv" / "bin" / "vipmon")
+VENV_VIPMON = Path(sys.executable).parent / "vipmon"  # this venv's console script
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 
 
