@@ -31,7 +31,7 @@ COMPOSE = REPO / "deploy" / "compose"
 NODES = {"n1": 8701, "n2": 8702, "n3": 8703}
 VIP = "http://127.0.0.1:8080"
 PORTS = [8080, *NODES.values(), 8081, 8082, 8083, 23791, 23792, 23793, 23801, 23802, 23803]
-KILLS = 3
+KILLS = 2  # each prints its failover time; more rounds only add minutes
 
 
 @pytest.mark.parametrize("name", ["haproxy.cfg", "vipmon-servers.state"])
