@@ -56,7 +56,7 @@ base)
     # A Debian base from Debian's own packages, for machines without a container registry.
     name=${2:-localhost/vipmon-base:bookworm}
     packages=${3:-python3,python3-venv,ca-certificates}
-    if "$ENGINE" image exists "$name" 2>/dev/null; then
+    if "$ENGINE" image inspect "$name" >/dev/null 2>&1; then
         echo "$name exists"
         exit 0
     fi
@@ -64,7 +64,10 @@ base)
     rootfs=$BUILD_DIR/rootfs-$$.tar
     trap 'rm -f "$rootfs"' EXIT
     mmdebstrap --quiet --variant=minbase --include="$packages" bookworm "$rootfs"
-    "$ENGINE" import --quiet --change 'CMD ["/bin/bash"]' "$rootfs" "$name" >/dev/null
+    if ! out=$("$ENGINE" import --change 'CMD ["/bin/bash"]' "$rootfs" "$name" 2>&1); then
+        echo "$out" >&2
+        exit 1
+    fi
     echo "$name built"
     ;;
 image)
