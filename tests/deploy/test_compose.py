@@ -24,7 +24,7 @@ import pytest
 from app.adc.runtime import ServerState, servers_state
 from app.cli import main as vipmon_main
 from tests.support import podman as pm
-from tests.support.haproxy import StateSampler, VipClient, short_dir
+from tests.support.haproxy import StateSampler, VipAnswer, VipClient, short_dir
 from tests.support.nodes import REPO, wait_for
 
 COMPOSE = REPO / "deploy" / "compose"
@@ -133,8 +133,12 @@ def _kill_master(stack: pm.Podman, client: VipClient) -> Failover:
     wait_for(lambda: _master() not in (None, old), timeout=30, interval=0.05, what="a new master")
     new = _master()
     assert new is not None
-    wait_for(lambda: _vip_node() == new, timeout=30, interval=0.05, what=f"VIP traffic on {new}")
-    first = next(a for a in client.served() if a.node == new and a.start > killed_at)
+
+    def on_new() -> list[VipAnswer]:
+        return [a for a in client.served() if a.node == new and a.start > killed_at]
+
+    wait_for(lambda: bool(on_new()), timeout=30, interval=0.05, what=f"VIP traffic on {new}")
+    first = on_new()[0]
     stack.run("start", _container(stack, old))  # back as a standby for the next round
     wait_for(
         lambda: _monitor_body(NODES[old]).startswith("ROLE=STANDBY"),
