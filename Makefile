@@ -8,8 +8,10 @@ PORT    ?= 8700
 STATE   ?= .vipmon-state
 DURATION ?= 10
 SEED     ?=
+BASE_IMAGE ?= docker.io/library/python:3.12-slim
+LOCAL_BASE ?=
 
-.PHONY: run test lint unit system-deps venv bench chaos clean
+.PHONY: run test lint unit system-deps venv bench chaos clean image
 
 venv: $(VENV)/.installed
 
@@ -19,7 +21,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
-# Debian packages the integration tests use: etcd, HAProxy, nginx, ip and arping.
+# Debian packages the integration tests use: etcd, HAProxy, nginx, ip and arping; and for
+# the deploy tests podman (with runc, uidmap's newuidmap and catatonit for --init),
+# mmdebstrap for the local Debian base, and systemd-analyze from systemd.
 system-deps:
 	@missing=""; \
 	command -v etcd >/dev/null 2>&1 || missing="$$missing etcd-server"; \
@@ -27,11 +31,25 @@ system-deps:
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing="$$missing iproute2"; \
 	command -v arping >/dev/null 2>&1 || [ -x /usr/sbin/arping ] || missing="$$missing iputils-arping"; \
+	command -v podman >/dev/null 2>&1 || missing="$$missing podman"; \
+	command -v runc >/dev/null 2>&1 || [ -x /usr/sbin/runc ] || missing="$$missing runc"; \
+	command -v mmdebstrap >/dev/null 2>&1 || missing="$$missing mmdebstrap"; \
+	command -v newuidmap >/dev/null 2>&1 || missing="$$missing uidmap"; \
+	[ -x /usr/libexec/podman/catatonit ] || command -v catatonit >/dev/null 2>&1 || missing="$$missing catatonit"; \
+	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
+
+# The container image, with podman or docker: make image [BASE_IMAGE=...]. LOCAL_BASE=1
+# builds on a Debian base made here with mmdebstrap (podman), for hosts without a registry.
+image: venv
+	@if [ -n "$(LOCAL_BASE)" ]; then deploy/container/build.sh base; fi
+	PYTHON=$(BIN)/python \
+	BASE_IMAGE=$(if $(LOCAL_BASE),localhost/vipmon-base:bookworm,$(BASE_IMAGE)) \
+	deploy/container/build.sh image
 
 run: venv
 	$(BIN)/vipmon run --host $(HOST) --port $(PORT) --state-dir $(STATE)

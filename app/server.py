@@ -11,7 +11,7 @@ import contextlib
 import logging
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import uvicorn
@@ -31,6 +31,7 @@ from app.metrics import Metrics
 from app.role import Role, Transition
 from app.settings import Settings
 from app.store.base import Store
+from app.systemd import Systemd
 
 log = logging.getLogger("vipmon")
 
@@ -115,7 +116,19 @@ class HookObserver:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn, with signals left to us so that we resign before we stop serving."""
+    """uvicorn, with signals left to us so that we resign before we stop serving.
+
+    ``on_started`` runs once the sockets serve (systemd's READY=1).
+    """
+
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.on_started = on_started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.on_started()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -131,13 +144,15 @@ def serve(settings: Settings) -> int:
     hooks = HookRunner(settings)
     elector = Elector(settings, store, clock, check=lambda: check.state)
     metrics = Metrics(elector, clock, check_state=lambda: check.state)
-    elector.observers = (metrics, HookObserver(hooks))
+    live_window = max(3.0, 2.0 * settings.lease_ttl)
+    systemd = Systemd.from_environ(lambda: elector.heartbeat, clock, max_stale=live_window)
+    elector.observers = (metrics, HookObserver(hooks), systemd.observer)
     election = ElectionThread(elector)
     admin_token = settings.read_admin_token()
     app = create_app(
         elector,
         clock,
-        live_window=max(3.0, 2.0 * settings.lease_ttl),
+        live_window=live_window,
         commands=ThreadCommands(election, AdminCommands(elector)),
         admin_token=admin_token,
         allow_networks=settings.allow_cidr,
@@ -152,7 +167,8 @@ def serve(settings: Settings) -> int:
         server_header=False,
         timeout_graceful_shutdown=1,
     )
-    server = _Server(config)
+    listen = f"{settings.host}:{settings.port}"
+    server = _Server(config, lambda: systemd.ready(f"serving on {listen}"))
     log.info(
         "node %s starting: backend=%s cluster=%s listen=%s:%d advertise=%s ttl=%ds margin=%.2fs",
         settings.node_id,
@@ -168,8 +184,9 @@ def serve(settings: Settings) -> int:
     hooks.submit(Role.UNKNOWN, Role.UNKNOWN, 0, "starting")  # drops a VIP left by a crash
     check.start()
     try:
-        asyncio.run(_serve(server, election, sock, settings))
+        asyncio.run(_serve(server, election, sock, settings, systemd))
     finally:
+        systemd.close()
         sock.close()
         check.stop(settings.check_timeout + 1.0)
         hooks.stop(settings.hook_timeout + 1.0)
@@ -191,7 +208,11 @@ async def _start_agent(settings: Settings, elector: Elector) -> AgentCheckServer
 
 
 async def _serve(
-    server: _Server, election: ElectionThread, sock: socket.socket, settings: Settings
+    server: _Server,
+    election: ElectionThread,
+    sock: socket.socket,
+    settings: Settings,
+    systemd: Systemd,
 ) -> None:
     agent = await _start_agent(settings, election.elector)
     election.start()
@@ -211,6 +232,7 @@ async def _serve(
         if stopping:
             server.force_exit = True
             return
+        systemd.stopping()
         stopping.append(loop.create_task(shut_down(sig.name)))
 
     for sig in (signal.SIGTERM, signal.SIGINT):

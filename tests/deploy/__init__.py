@@ -1,0 +1,1 @@
+"""The shipped deployment forms, each built and run: image, compose, Kubernetes, systemd."""
