@@ -301,20 +301,24 @@ class EtcdCluster:
         wait_for(leader_found, timeout=timeout, what="an etcd leader", interval=POLL_INTERVAL)
         return found[0]
 
-    def make_leader(self, i: int, timeout: float = 10.0) -> None:
-        """Move etcd's leadership to member ``i`` (a no-op if it leads); wait until it does."""
-        if self.leader_index() == i:
+    def make_leader(self, i: int, timeout: float = 15.0) -> None:
+        """Move etcd's leadership to member ``i`` (a no-op if it leads); wait until it does.
+
+        ``timeout`` also bounds the wait for any leader first: members that were
+        frozen a moment ago can take a few elections to settle on one.
+        """
+        if self.leader_index(timeout=timeout) == i:
             return
         target = self.member(i).status()
         assert target is not None, f"etcd member {self.member(i).name} does not answer"
-        leader = self.member(self.leader_index())
+        leader = self.member(self.leader_index(timeout=timeout))
         _post(
             leader.client_url + "/v3/maintenance/transfer-leadership",
             {"targetID": target["header"]["member_id"]},
             timeout,
         )
         wait_for(
-            lambda: self.leader_index() == i,
+            lambda: self.leader_index(timeout=timeout) == i,
             timeout=timeout,
             what=f"etcd member {self.member(i).name} to lead",
             interval=POLL_INTERVAL,
