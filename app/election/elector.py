@@ -131,7 +131,6 @@ class Elector(ClusterSteps):
             leader_url=self.leader.advertise_url if self.leader else None,
             leader_term=self.leader_term,
             leader_unknown=self.leader_unknown,
-            shutting_down=self._stop.is_set(),
             stop_flag=self._stop,
             drain_on_stop=self.settings.drain_time > 0,
             draining=self.handover.releasing,
