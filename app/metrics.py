@@ -18,7 +18,8 @@ Metrics counted as events happen:
 * ``vipmon_transitions_total{from,to,reason}`` - ``reason`` is a short slug
 * ``vipmon_renew_latency_seconds`` - histogram of keepalive round trips
 * ``vipmon_store_errors_total{kind}``
-* ``vipmon_probes_total{path,code}`` - pass route paths, not raw URLs
+* ``vipmon_probes_total{path,code}`` - counted by :attr:`Metrics.probes`
+  (:class:`app.probe.counts.ProbeCounts`, no lock), read at scrape time
 
 :meth:`Metrics.render` does no I/O; the recording methods are thread-safe.
 """
@@ -30,10 +31,11 @@ from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from app.checks import CheckState
 from app.clock import Clock
+from app.probe.counts import ProbeCounts
 from app.role import NodeView, Role, Transition
 
 # Text format 0.0.4, which every Prometheus version reads; prometheus-client's
@@ -94,6 +96,28 @@ class _ScrapeTimeCollector:
         ]
 
 
+class _ProbeCollector:
+    """``vipmon_probes_total``, from the lock-free counts at the instant of a scrape."""
+
+    def __init__(self, counts: ProbeCounts) -> None:
+        self.counts = counts
+
+    def describe(self) -> Iterator[Metric]:
+        yield self._family()
+
+    def collect(self) -> Iterator[Metric]:
+        family = self._family()
+        for (path, code), value in sorted(self.counts.snapshot().items()):
+            family.add_metric([path, str(code)], float(value))
+        yield family
+
+    @staticmethod
+    def _family() -> CounterMetricFamily:
+        return CounterMetricFamily(
+            "vipmon_probes", "Monitor probes answered", labels=["path", "code"]
+        )
+
+
 class Metrics:
     """The node's metrics on a registry of its own.
 
@@ -125,9 +149,9 @@ class Metrics:
         self._store_errors = Counter(
             "vipmon_store_errors", "Failed store calls", ["kind"], registry=self.registry
         )
-        self._probes = Counter(
-            "vipmon_probes", "Monitor probes answered", ["path", "code"], registry=self.registry
-        )
+        #: Probe answers; the probe routes add to it directly.
+        self.probes = ProbeCounts()
+        self.registry.register(_ProbeCollector(self.probes))
 
     def transition(self, t: Transition, term: int = 0) -> None:
         """Count one role transition.
@@ -144,10 +168,6 @@ class Metrics:
     def store_error(self, kind: str) -> None:
         """Count one failed store call; ``kind`` is a short fixed word (e.g. ``keepalive``)."""
         self._store_errors.labels(kind).inc()
-
-    def probe(self, path: str, code: int) -> None:
-        """Count one probe answer; ``path`` is the route, e.g. ``/monitor``."""
-        self._probes.labels(path, str(code)).inc()
 
     def render(self) -> tuple[bytes, str]:
         """The exposition body and its content type (text format 0.0.4)."""

@@ -16,7 +16,6 @@ from typing import Any
 
 import uvicorn
 
-from app.adc.agent import AgentCheckServer
 from app.checks import CheckRunner
 from app.clock import MonotonicClock
 from app.election.admin import AdminCommands
@@ -28,6 +27,7 @@ from app.hooks import HookRunner
 from app.http.app import create_app
 from app.http.protocol import ProbeProtocol
 from app.metrics import Metrics
+from app.probe.agent import AgentCheckServer
 from app.role import Role, Transition
 from app.settings import Settings
 from app.store.base import Store
@@ -157,6 +157,7 @@ def serve(settings: Settings) -> int:
         admin_token=admin_token,
         allow_networks=settings.allow_cidr,
         metrics=metrics,
+        docs=settings.docs,
     )
     config = uvicorn.Config(
         app,

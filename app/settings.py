@@ -73,6 +73,7 @@ class Settings(BaseSettings):
         default=None, ge=1, le=65535, description="TCP port of the HAProxy agent-check responder."
     )
     log_format: Literal["text", "json"] = Field(default="text", description="Log line format.")
+    docs: bool = Field(default=False, description="Serve the API docs at /docs and /redoc.")
 
     # Day-two operation: admin API, priorities, drain, local checks, hooks.
     admin_token: SecretStr | None = Field(default=None, description="Bearer token of /admin.")

@@ -1,6 +1,8 @@
-"""The FastAPI application: every answer comes from the node's current snapshot.
+"""The HTTP application: every answer comes from the node's current snapshot.
 
-``create_app`` takes the node (anything with a ``snapshot`` attribute) and the
+``create_app`` puts :class:`app.probe.asgi.ProbeApp` (the probe routes, bare
+ASGI) in front of ``create_api``'s FastAPI application (the JSON routes and the
+spec). Both take the node (anything with a ``snapshot`` attribute) and the
 clock, so tests can hand in a fixed snapshot and a fake clock. No route
 performs I/O. There are no redirects: ``redirect_slashes`` is off, unknown
 paths get a JSON 404.
@@ -12,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.types import ASGIApp
 
 from app import __version__
 from app.clock import Clock
@@ -27,40 +30,16 @@ from app.http.models import (
     TransitionInfo,
 )
 from app.metrics import Metrics
-from app.role import NodeView, Role, Snapshot
+from app.probe.answer import PROBE_METHODS, PROBE_ROUTES, ProbeText, Verdict
+from app.probe.asgi import ProbeApp
+from app.role import NodeView, Role
 
-PROBE_METHODS = ["GET", "HEAD", "OPTIONS"]
 _TEXT = {"content": {"text/plain": {"example": "ROLE=MASTER node=n1 term=42\n"}}}
-
-
-def monitor_line(snap: Snapshot, role: Role) -> str:
-    """The one-line body of /monitor, e.g. ``ROLE=STANDBY node=n2 term=7 leader=n1``."""
-    line = f"ROLE={role.value} node={snap.node_id} term={snap.term}"
-    if role is Role.STANDBY and snap.leader_id:
-        line += f" leader={snap.leader_id}"
-    if snap.paused:
-        line += " paused=yes"
-    if snap.check_configured:
-        line += " check=ok" if snap.check_ok else f" check=failing({_plain(snap.check_detail)})"
-    return line + "\n"
-
-
-def _plain(text: str) -> str:
-    """Free text made safe for a one-line body: no '=' (no fake tokens), no newlines."""
-    cleaned = " ".join(text.replace("=", ":").replace("(", "[").replace(")", "]").split())
-    return cleaned[:120]
-
-
-def _probe_response(snap: Snapshot, role: Role, positive: bool) -> PlainTextResponse:
-    return PlainTextResponse(
-        monitor_line(snap, role),
-        status_code=200 if positive else 503,
-        headers={
-            "Cache-Control": "no-store",
-            "X-Vipmon-Role": role.value,
-            "X-Vipmon-Term": str(snap.term),
-        },
-    )
+_PROBE_DOCS = {
+    "/monitor": ("monitor", "200 only while this node is master"),
+    "/": ("root", "Alias of /monitor, for F5's default send string"),
+    "/monitor/standby": ("monitor_standby", "200 only for a healthy standby"),
+}
 
 
 def create_app(
@@ -72,50 +51,74 @@ def create_app(
     admin_token: str | None = None,
     allow_networks: Sequence[Network] = (),
     metrics: Metrics | None = None,
-) -> FastAPI:
-    """Build the API. ``live_window``: how stale the loop heartbeat may be, in s.
+    docs: bool = False,
+) -> ASGIApp:
+    """The whole HTTP application: the probe routes in front of the JSON API.
 
-    The /admin routes exist only with both ``commands`` and ``admin_token``;
-    ``allow_networks``, when not empty, limits every path to those clients.
+    ``live_window``: how stale the loop heartbeat may be, in s. The /admin
+    routes exist only with both ``commands`` and ``admin_token``;
+    ``allow_networks``, when not empty, limits every path (probes included) to
+    those clients. ``docs`` serves ``/docs`` and ``/redoc``.
+    """
+    api = create_api(
+        node,
+        clock,
+        live_window=live_window,
+        commands=commands,
+        admin_token=admin_token,
+        metrics=metrics,
+        docs=docs,
+    )
+    app: ASGIApp = ProbeApp(node, clock, api, metrics.probes if metrics else None)
+    if allow_networks:
+        app = AllowNetworks(app, networks=allow_networks)
+    return app
+
+
+def create_api(
+    node: NodeView,
+    clock: Clock,
+    *,
+    live_window: float,
+    commands: Commands | None = None,
+    admin_token: str | None = None,
+    metrics: Metrics | None = None,
+    docs: bool = False,
+) -> FastAPI:
+    """The FastAPI application: the JSON routes, and the probe routes for the spec.
+
+    Its probe routes answer as :class:`app.probe.asgi.ProbeApp` does; in
+    :func:`create_app` that app answers them first.
     """
     app = FastAPI(
         title="vipmon",
         version=__version__,
         description="Tells a load balancer which node holds the master role.",
         redirect_slashes=False,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
     )
 
-    def count(path: str, response: Response) -> Response:
-        if metrics is not None:
-            metrics.probe(path, response.status_code)
-        return response
-
-    def probe(
-        path: str, positive: Callable[[Snapshot, Role], bool]
-    ) -> Callable[[], Awaitable[Response]]:
-        async def answer() -> Response:  # on the event loop: no hop to a worker thread
+    def probe(path: str, verdict: Verdict) -> Callable[[], Awaitable[Response]]:
+        async def answer() -> Response:
             snap = node.snapshot
             role = snap.role_at(clock.now())
-            return count(path, _probe_response(snap, role, positive(snap, role)))
+            status = 200 if verdict(snap, role) else 503
+            if metrics is not None:
+                metrics.probes.add(path, status)
+            text = ProbeText.of(snap, role)
+            headers = {
+                k.decode(): v.decode()
+                for k, v in text.headers
+                if k not in (b"content-type", b"content-length")
+            }
+            return PlainTextResponse(text.body, status_code=status, headers=headers)
 
         return answer
 
-    def is_master(snap: Snapshot, role: Role) -> bool:
-        return role is Role.MASTER
-
-    def is_healthy_standby(snap: Snapshot, role: Role) -> bool:
-        return role is Role.STANDBY and snap.leader_id is not None
-
-    monitor = probe("/monitor", is_master)
-    root = probe("/", is_master)
-    monitor_standby = probe("/monitor/standby", is_healthy_standby)
-
-    probes = [
-        ("/monitor", monitor, "monitor", "200 only while this node is master"),
-        ("/", root, "root", "Alias of /monitor, for F5's default send string"),
-        ("/monitor/standby", monitor_standby, "monitor_standby", "200 only for a healthy standby"),
-    ]
-    for path, endpoint, name, summary in probes:
+    for path, verdict in PROBE_ROUTES.items():
+        name, summary = _PROBE_DOCS[path]
+        endpoint = probe(path, verdict)
         for method in PROBE_METHODS:
             app.add_api_route(
                 path,
@@ -227,6 +230,4 @@ def create_app(
 
     if commands is not None and admin_token:
         app.include_router(admin_router(commands, admin_token))
-    if allow_networks:
-        app.add_middleware(AllowNetworks, networks=allow_networks)
     return app

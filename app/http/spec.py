@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from app.clock import FakeClock
-from app.http.app import create_app
+from app.http.app import create_api
 from app.metrics import Metrics
 from app.role import Snapshot
 
@@ -27,7 +27,7 @@ class _Blank:
 def render_spec() -> str:
     """The spec as stable, sorted JSON text, with the /admin routes included."""
     blank, clock = _Blank(), FakeClock()
-    app = create_app(
+    app = create_api(
         blank,
         clock,
         live_window=3.0,

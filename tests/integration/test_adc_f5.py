@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from app.http.app import monitor_line
+from app.probe.answer import monitor_line
 from app.role import Role, Snapshot
 from tests.support import haproxy as hap
 from tests.support.nodes import Cluster, Node

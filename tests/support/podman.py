@@ -155,9 +155,7 @@ def build_images(podman: Podman) -> Images:
     image = f"localhost/vipmon-test:{RUN_ID}"
     line = _build(podman, "image", extra_env={"IMAGE": image, "BASE_IMAGE": BASE_IMAGE})
     size = int(podman.run("image", "inspect", "--format", "{{.Size}}", image).stdout)
-    print(
-        f"{line}; bases {bases_done - began:.1f} s, image {time.monotonic() - bases_done:.1f} s"
-    )
+    print(f"{line}; bases {bases_done - began:.1f} s, image {time.monotonic() - bases_done:.1f} s")
     return Images(image, BASE_IMAGE, TOOLS_IMAGE, size // 1_000_000)
 
 

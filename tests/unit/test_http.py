@@ -5,7 +5,10 @@ from dataclasses import dataclass, replace
 import pytest
 
 from app.clock import FakeClock
-from app.http.app import create_app, monitor_line
+from app.http.app import create_api, create_app
+from app.metrics import Metrics
+from app.probe.answer import monitor_line
+from app.probe.asgi import ProbeApp
 from app.role import Member, Role, Snapshot, Transition
 from tests.support.asgi import AsgiClient
 
@@ -148,3 +151,77 @@ def test_health_endpoints_do_not_depend_on_the_role(clock):
     assert c.get("/health/live").status_code == 200
     clock.advance(5)
     assert c.get("/health/live").status_code == 503
+
+
+class Refuses:
+    """An API that fails the test if a probe ever reaches it."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def __call__(self, scope, receive, send) -> None:
+        self.calls.append(f"{scope['method']} {scope['path']}")
+        await send({"type": "http.response.start", "status": 418, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+
+@pytest.mark.parametrize("path", ["/monitor", "/", "/monitor/standby"])
+@pytest.mark.parametrize("method", ["GET", "HEAD", "OPTIONS"])
+def test_the_probe_app_answers_probes_without_the_api(path, method, clock):
+    api = Refuses()
+    holder = Holder(MASTER)
+    c = AsgiClient(ProbeApp(holder, clock, api))
+    assert c.request(method, path).status_code in (200, 503)
+    assert api.calls == []
+    assert c.request("POST", path).status_code == 418
+    assert c.get("/role").status_code == 418
+    assert api.calls == [f"POST {path}", "GET /role"]
+
+
+@pytest.mark.parametrize("snap", [MASTER, STANDBY, UNKNOWN], ids=["master", "standby", "unknown"])
+@pytest.mark.parametrize("path", ["/monitor", "/", "/monitor/standby"])
+def test_the_probe_app_answers_as_the_documented_routes(snap, path, clock):
+    fast = AsgiClient(ProbeApp(Holder(snap), clock, Refuses()))
+    documented = AsgiClient(create_api(Holder(snap), clock, live_window=3.0))
+    a, b = fast.get(path), documented.get(path)
+    assert (a.status_code, a.text) == (b.status_code, b.text)
+    for name in ("content-type", "content-length", "cache-control", "x-vipmon-role"):
+        assert a.headers[name] == b.headers[name], name
+    assert a.headers["x-vipmon-term"] == b.headers["x-vipmon-term"]
+
+
+def test_the_probe_text_follows_each_new_snapshot(clock):
+    c, holder = client_for(MASTER, clock)
+    assert c.get("/monitor").text == "ROLE=MASTER node=n1 term=42\n"
+    holder.snapshot = replace(MASTER, term=43, leader_term=43)
+    r = c.get("/monitor")
+    assert (r.text, r.headers["x-vipmon-term"]) == ("ROLE=MASTER node=n1 term=43\n", "43")
+    clock.advance(1.5)  # same snapshot, later instant: the lease has lapsed
+    assert c.get("/monitor").status_code == 503
+
+
+def test_probe_answers_are_counted_by_route_and_status(clock):
+    holder = Holder(MASTER)
+    metrics = Metrics(holder, clock)
+    c = AsgiClient(create_app(holder, clock, live_window=3.0, metrics=metrics))
+    c.get("/monitor")
+    c.request("HEAD", "/")
+    holder.snapshot = STANDBY
+    c.get("/monitor")
+    c.get("/monitor/standby")
+    assert metrics.probes.snapshot() == {
+        ("/monitor", 200): 1,
+        ("/", 200): 1,
+        ("/monitor", 503): 1,
+        ("/monitor/standby", 200): 1,
+    }
+
+
+def test_docs_routes_are_off_unless_asked_for(clock):
+    off, _ = client_for(MASTER, clock)
+    assert off.get("/docs").status_code == 404
+    assert off.get("/redoc").status_code == 404
+    assert off.get("/openapi.json").status_code == 200
+    on = AsgiClient(create_app(Holder(MASTER), clock, live_window=3.0, docs=True))
+    assert on.get("/docs").status_code == 200
+    assert on.get("/redoc").status_code == 200

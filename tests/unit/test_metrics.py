@@ -112,9 +112,9 @@ def test_counters_and_the_renew_histogram():
     metrics.store_error("keepalive")
     metrics.store_error("keepalive")
     metrics.store_error("acquire")
-    metrics.probe("/monitor", 200)
-    metrics.probe("/monitor", 503)
-    metrics.probe("/monitor", 503)
+    metrics.probes.add("/monitor", 200)
+    metrics.probes.add("/monitor", 503)
+    metrics.probes.add("/monitor", 503)
     s = scrape(metrics)
     moved = {"from": "STANDBY", "to": "MASTER", "reason": "acquired_the_leader_key"}
     assert value(s, "vipmon_transitions_total", **moved) == 2

@@ -32,24 +32,12 @@ import contextlib
 import logging
 
 from app.clock import Clock
-from app.http.app import monitor_line
-from app.role import NodeView, Role, Snapshot
+from app.probe.answer import agent_reply
+from app.role import NodeView
 
 log = logging.getLogger("vipmon.agent")
 
 _DRAIN_PEER_SECONDS = 1.0
-
-
-def agent_reply(snap: Snapshot, now: float) -> str:
-    """The agent line for ``snap`` at monotonic ``now``, newline included."""
-    role = snap.role_at(now)
-    if role is Role.MASTER:
-        return "up ready\n"
-    if role is Role.DRAINING:
-        return "drain\n"
-    if role is Role.MAINTENANCE:
-        return "maint\n"
-    return f"down ready #{monitor_line(snap, role).strip()}\n"
 
 
 class AgentCheckServer:

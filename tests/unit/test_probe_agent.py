@@ -6,8 +6,9 @@ from dataclasses import dataclass, replace
 
 import pytest
 
-from app.adc.agent import AgentCheckServer, agent_reply
 from app.clock import FakeClock
+from app.probe.agent import AgentCheckServer
+from app.probe.answer import agent_reply
 from app.role import Snapshot
 
 NOW = 1000.0
