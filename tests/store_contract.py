@@ -110,3 +110,20 @@ async def check_same_guard(make: StoreFactory) -> None:
         await s.revoke(lease.lease_id)
     finally:
         await s.close()
+
+
+async def check_prefix_watch(make: StoreFactory) -> None:
+    """``watch(prefix, ..., prefix=True)`` sees every key under the prefix, and no other."""
+    a, b = await make(), await make()
+    try:
+        start = (await a.get("/pw/"))[1] + 1
+        await a.put("/pwz", b"outside", 0)
+        await a.put("/pw/control/pause", b"{}", 0)
+        events = await b.watch("/pw/", start, timeout=2.0, prefix=True)
+        assert [(e.kind, e.kv.key) for e in events][:1] == [(EventKind.PUT, "/pw/control/pause")]
+        assert all(e.kv.key.startswith("/pw/") for e in events)
+        exact = await b.watch("/pw/control", start, timeout=0.2)
+        assert exact == [], "without prefix only the key itself is watched"
+    finally:
+        await a.close()
+        await b.close()

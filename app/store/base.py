@@ -132,8 +132,12 @@ class Store(abc.ABC):
         """Return every key that starts with ``prefix``, sorted by key."""
 
     @abc.abstractmethod
-    async def watch(self, key: str, start_revision: int, timeout: float) -> list[WatchEvent]:
+    async def watch(
+        self, key: str, start_revision: int, timeout: float, prefix: bool = False
+    ) -> list[WatchEvent]:
         """Wait up to ``timeout`` s for changes to ``key`` at or after ``start_revision``.
+
+        With ``prefix``, changes to every key that starts with ``key``.
 
         Returns the first batch of events, or ``[]`` when the time ran out or
         the history was compacted (the caller then re-reads the key). Events

@@ -311,21 +311,24 @@ class EtcdStore(Store):
         kvs = [_keyvalue(item) for item in _list(reply, "kvs")]
         return sorted(kvs, key=lambda kv: kv.key)  # code-point order is UTF-8 byte order
 
-    async def watch(self, key: str, start_revision: int, timeout: float) -> list[WatchEvent]:
-        """Watch ``key`` from ``start_revision`` (with ``prev_kv``) for up to ``timeout`` s.
+    async def watch(
+        self, key: str, start_revision: int, timeout: float, prefix: bool = False
+    ) -> list[WatchEvent]:
+        """Watch ``key`` (or the prefix) from ``start_revision``, with ``prev_kv``, ``timeout`` s.
 
         Returns the first batch of events; a DELETE carries the old key-value
         when etcd sent ``prev_kv``. Returns ``[]`` when the time ran out or
         etcd canceled the watch (compacted history included). Raises
         ``StoreUnavailable`` when no endpoint created the watch.
         """
-        body = {
-            "create_request": {
-                "key": b64(key),
-                "start_revision": str(max(start_revision, 0)),
-                "prev_kv": True,
-            }
+        request: JSONObject = {
+            "key": b64(key),
+            "start_revision": str(max(start_revision, 0)),
+            "prev_kv": True,
         }
+        if prefix:
+            request["range_end"] = b64(prefix_range_end(key.encode()))
+        body = {"create_request": request}
         result = await self._etcd.watch(body, timeout)
         if result is None or result.get("canceled") or result.get("compact_revision"):
             return []

@@ -16,8 +16,16 @@ Keys without a lease (maintenance, pause) survive. A file without a stamp
 (from an older vipmon) is stamped, not cleared, so that an upgrade never drops
 the lease of a node still running.
 
-Calls run in a worker thread so that a busy lock never blocks the caller's
-event loop; a lock held past the timeout raises ``StoreUnavailable``.
+Calls run on one worker thread of the store's own (so one connection, one
+page cache) and never block the caller's event loop; a lock held past the
+timeout raises ``StoreUnavailable``.
+
+A watch does not poll the file. It sleeps until a writer's wake-up datagram
+(:mod:`app.store.wake`: every transaction that changes a key sends one to every
+watcher on the host), until the watched key's lease expires (a crashed
+holder writes nothing, so the watcher itself sweeps it at that instant), or
+for at most a second, whichever comes first. Without a usable wake-up
+directory it polls every 20 ms, as before.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import asyncio
 import sqlite3
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
@@ -39,6 +48,7 @@ from app.store.base import (
     Store,
     WatchEvent,
 )
+from app.store.wake import WakeDir, Wakeups
 
 T = TypeVar("T")
 
@@ -56,7 +66,9 @@ CREATE TABLE IF NOT EXISTS events (
     create_revision INTEGER NOT NULL, lease INTEGER NOT NULL);
 """
 _HISTORY = 1000
-_POLL = 0.02
+_POLL = 0.02  # s between reads of a watch without wake-ups
+_QUIET = 1.0  # s at most between reads of a watch with wake-ups (a lost datagram)
+_EXPIRY_SLACK = 0.001  # s after a lease's expiry instant before the watch sweeps it
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
@@ -80,7 +92,9 @@ class LocalStore(Store):
         timeout: float,
         clock: Clock | None = None,
         boot_id: str | None = None,
+        quiet: float = _QUIET,
     ) -> None:
+        """``quiet``: the longest a watch sleeps without a wake-up (a test seam)."""
         self.path = path
         self.timeout = timeout
         self.clock = clock or MonotonicClock()
@@ -88,6 +102,11 @@ class LocalStore(Store):
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._worker: ThreadPoolExecutor | None = None
+        self._wake = WakeDir(path.with_name(path.name + ".wake"))
+        self._wakeups: Wakeups | None = None
+        self._listened = False
+        self._quiet = quiet
 
     # -- plumbing ---------------------------------------------------------
 
@@ -131,6 +150,7 @@ class LocalStore(Store):
         try:
             conn = self._conn()
             conn.execute("BEGIN IMMEDIATE")
+            self._local.changed = False
             try:
                 self._sweep(conn)
                 result = body(conn)
@@ -138,12 +158,16 @@ class LocalStore(Store):
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
-            return result
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"embedded store {self.path}: {exc}") from exc
+        if self._local.changed:
+            self._wake.notify()
+        return result
 
     async def _run(self, body: Callable[[sqlite3.Connection], T]) -> T:
-        return await asyncio.to_thread(self._tx, body)
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(1, thread_name_prefix="vipmon-store")
+        return await asyncio.get_running_loop().run_in_executor(self._worker, self._tx, body)
 
     def _bump(self, conn: sqlite3.Connection) -> int:
         conn.execute("UPDATE meta SET value = value + 1 WHERE name = 'revision'")
@@ -179,6 +203,7 @@ class LocalStore(Store):
             (rev, kind.value, kv.key, kv.value, kv.create_revision, kv.lease),
         )
         conn.execute("DELETE FROM events WHERE revision <= ?", (rev - _HISTORY,))
+        self._local.changed = True
 
     def _delete(self, conn: sqlite3.Connection, key: str) -> None:
         old = self._read(conn, key)
@@ -291,37 +316,80 @@ class LocalStore(Store):
 
         return await self._run(body)
 
-    async def watch(self, key: str, start_revision: int, timeout: float) -> list[WatchEvent]:
-        """Poll the event log every 20 ms; ``[]`` on timeout or compacted history."""
+    async def watch(
+        self, key: str, start_revision: int, timeout: float, prefix: bool = False
+    ) -> list[WatchEvent]:
+        """Wait for events (see the module docstring); ``[]`` on timeout or compacted history."""
         deadline = self.clock.now() + timeout
+        params: tuple[int | str, ...]
+        if prefix:
+            match, match_kv, params = (
+                "substr(key, 1, ?) = ?",
+                "substr(kv.key, 1, ?) = ?",
+                (len(key), key),
+            )
+        else:
+            match, match_kv, params = "key = ?", "kv.key = ?", (key,)
 
-        def body(conn: sqlite3.Connection) -> list[WatchEvent] | None:
+        def body(conn: sqlite3.Connection) -> tuple[list[WatchEvent] | None, float | None]:
             oldest = conn.execute("SELECT MIN(revision) FROM events").fetchone()[0]
             if (
                 oldest is not None
                 and start_revision < oldest
                 and start_revision < self._revision(conn) - _HISTORY
             ):
-                return None
+                return None, None
             rows = conn.execute(
                 "SELECT revision, kind, key, value, create_revision, lease FROM events "
-                "WHERE key = ? AND revision >= ? ORDER BY revision",
-                (key, start_revision),
+                f"WHERE {match} AND revision >= ? ORDER BY revision",
+                (*params, start_revision),
             ).fetchall()
-            return [
+            expiry = conn.execute(
+                "SELECT MIN(leases.expires_at) FROM kv JOIN leases ON leases.id = kv.lease "
+                f"WHERE {match_kv}",
+                params,
+            ).fetchone()[0]
+            events = [
                 WatchEvent(EventKind(r[1]), KeyValue(r[2], bytes(r[3]), r[4], r[0], r[5]), r[0])
                 for r in rows
             ]
+            return events, expiry
 
+        wakeups = self._watch_wakeups()
         while True:
-            events = await self._run(body)
+            generation = wakeups.generation if wakeups else 0
+            events, expiry = await self._run(body)
             if events is None:
                 return []
-            if events or self.clock.now() >= deadline:
+            now = self.clock.now()
+            if events or now >= deadline:
                 return events
-            await asyncio.sleep(min(_POLL, max(0.0, deadline - self.clock.now())))
+            wait = min(deadline - now, self._quiet if wakeups else _POLL)
+            if expiry is not None:
+                wait = min(wait, max(0.0, expiry - now) + _EXPIRY_SLACK)
+            if wakeups is None:
+                await asyncio.sleep(wait)
+            else:
+                await wakeups.wait(generation, wait)
+
+    def _watch_wakeups(self) -> Wakeups | None:
+        if not self._listened:
+            self._listened = True
+            self._wakeups = self._wake.listen()
+        return self._wakeups
 
     async def close(self) -> None:
+        """Close the connection after any call still running, on the worker. Safe twice."""
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            await asyncio.get_running_loop().run_in_executor(worker, self._close_connections)
+            worker.shutdown(wait=False)
+        self._close_connections()
+        if self._wakeups is not None:
+            self._wakeups.close()
+        self._wake.close()
+
+    def _close_connections(self) -> None:
         with self._lock:
             conns, self._conns = self._conns, []
         for conn in conns:

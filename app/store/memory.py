@@ -155,12 +155,15 @@ class MemoryStore(Store):
         self._enter("get_prefix")
         return [kv for k, kv in sorted(self.data.keys.items()) if k.startswith(prefix)]
 
-    async def watch(self, key: str, start_revision: int, timeout: float) -> list[WatchEvent]:
+    async def watch(
+        self, key: str, start_revision: int, timeout: float, prefix: bool = False
+    ) -> list[WatchEvent]:
         """Return the events already recorded; never waits (time is the test's)."""
         self._enter("watch")
         await asyncio.sleep(0)
         return [
             replace(e)
             for e in self.data.history
-            if e.kv.key == key and e.revision >= start_revision
+            if (e.kv.key.startswith(key) if prefix else e.kv.key == key)
+            and e.revision >= start_revision
         ]

@@ -67,8 +67,12 @@ class Relay(Store):
     async def get_prefix(self, prefix: str) -> list[KeyValue]:
         return await self.call("get_prefix", lambda: self.inner.get_prefix(prefix))
 
-    async def watch(self, key: str, start_revision: int, timeout: float) -> list[WatchEvent]:
-        return await self.call("watch", lambda: self.inner.watch(key, start_revision, timeout))
+    async def watch(
+        self, key: str, start_revision: int, timeout: float, prefix: bool = False
+    ) -> list[WatchEvent]:
+        return await self.call(
+            "watch", lambda: self.inner.watch(key, start_revision, timeout, prefix)
+        )
 
     async def close(self) -> None:
         await self.inner.close()

@@ -49,9 +49,11 @@ class SlowLink(Relay):
             raise StoreUnavailable(f"{op}: no reply within {self.timeout} s")
         return result
 
-    async def watch(self, key: str, start_revision: int, timeout: float) -> list[Any]:
+    async def watch(
+        self, key: str, start_revision: int, timeout: float, prefix: bool = False
+    ) -> list[Any]:
         for _ in range(int(timeout / 0.05) + 1):
-            events = await super().watch(key, start_revision, timeout)
+            events = await super().watch(key, start_revision, timeout, prefix)
             if events:
                 return events
             await asyncio.sleep(0.05)

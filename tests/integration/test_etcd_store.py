@@ -15,7 +15,12 @@ import pytest
 from app.errors import StoreAuthError, StoreNoLeader, StoreUnavailable
 from app.store.base import EventKind, Store
 from app.store.etcd import EtcdStore
-from tests.store_contract import check_absent_guard, check_contract, check_same_guard
+from tests.store_contract import (
+    check_absent_guard,
+    check_contract,
+    check_prefix_watch,
+    check_same_guard,
+)
 from tests.support.etcd import ETCD_BIN, EtcdCluster, EtcdMember
 from tests.support.ports import free_port
 
@@ -61,6 +66,7 @@ def test_the_store_contract_holds(single: EtcdCluster) -> None:
     asyncio.run(check_contract(make))
     asyncio.run(check_absent_guard(make))
     asyncio.run(check_same_guard(make))
+    asyncio.run(check_prefix_watch(make))
 
 
 def test_grant_keepalive_revoke(single: EtcdCluster) -> None:

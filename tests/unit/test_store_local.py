@@ -5,9 +5,16 @@ from pathlib import Path
 
 from app.clock import FakeClock
 from app.errors import StoreUnavailable
+from app.store.base import EventKind
 from app.store.local import LocalStore
 from app.store.memory import MemoryData, MemoryStore
-from tests.store_contract import check_absent_guard, check_contract, check_same_guard
+from app.store.wake import WakeDir
+from tests.store_contract import (
+    check_absent_guard,
+    check_contract,
+    check_prefix_watch,
+    check_same_guard,
+)
 
 
 def test_local_store_keeps_the_contract(tmp_path: Path):
@@ -17,6 +24,7 @@ def test_local_store_keeps_the_contract(tmp_path: Path):
     asyncio.run(check_contract(make))
     asyncio.run(check_absent_guard(make))
     asyncio.run(check_same_guard(make))
+    asyncio.run(check_prefix_watch(make))
 
 
 def test_memory_store_keeps_the_contract():
@@ -28,6 +36,7 @@ def test_memory_store_keeps_the_contract():
     asyncio.run(check_contract(make))
     asyncio.run(check_absent_guard(make))
     asyncio.run(check_same_guard(make))
+    asyncio.run(check_prefix_watch(make))
 
 
 def test_local_lease_expires_ttl_after_the_last_keepalive(tmp_path: Path):
@@ -145,3 +154,77 @@ def test_the_same_boot_keeps_its_leases(tmp_path: Path):
             await second.close()
 
     assert asyncio.run(go()) is False
+
+
+# Without wake-ups a watch would see a change only at its next quiet read; with
+# ``quiet`` an hour and a 60 s timeout, these watches end with events only if
+# the wake-up (or the expiry instant) woke them.
+NO_QUIET_READS = 3600.0
+
+
+def test_a_write_by_another_store_object_wakes_a_watch(tmp_path: Path):
+    path = tmp_path / "s.sqlite"
+
+    async def go():
+        watcher = LocalStore(path, timeout=1.0, quiet=NO_QUIET_READS)
+        writer = LocalStore(path, timeout=1.0)
+        try:
+            _, rev = await watcher.get("/w/leader")
+            watching = asyncio.create_task(watcher.watch("/w/leader", rev + 1, timeout=60.0))
+            await asyncio.sleep(0.1)  # let the watch read once and go to sleep
+            assert not watching.done()
+            await writer.put("/w/leader", b"x", 0)
+            events = await asyncio.wait_for(watching, 60.0)
+            assert [(e.kind, e.kv.value) for e in events] == [(EventKind.PUT, b"x")]
+        finally:
+            await watcher.close()
+            await writer.close()
+
+    asyncio.run(go())
+
+
+def test_a_watch_wakes_when_the_holders_lease_expires(tmp_path: Path):
+    path = tmp_path / "s.sqlite"
+
+    async def go():
+        holder = LocalStore(path, timeout=1.0)
+        watcher = LocalStore(path, timeout=1.0, quiet=NO_QUIET_READS)
+        try:
+            lease = await holder.grant(1)
+            won = await holder.acquire("/w/leader", b"h", lease.lease_id)
+            _, rev = await watcher.get("/w/leader")
+            # The holder never writes again: nobody but the watcher sweeps the lease.
+            events = await asyncio.wait_for(watcher.watch("/w/leader", rev + 1, 60.0), 60.0)
+            assert [(e.kind, e.kv.create_revision) for e in events] == [
+                (EventKind.DELETE, won.create_revision)
+            ]
+        finally:
+            await holder.close()
+            await watcher.close()
+
+    asyncio.run(go())
+
+
+def test_a_wake_socket_left_by_a_dead_process_is_removed(tmp_path: Path):
+    wake = WakeDir(tmp_path / "s.sqlite.wake")
+    live, dead = wake.listen(), wake.listen()
+    assert live is not None and dead is not None
+    dead.sock.close()  # its file stays, as after a crash
+    assert dead.path.exists()
+    wake.notify()
+    assert not dead.path.exists()
+    assert live.path.exists() and live.sock.recv(64) == b"!"
+    live.close()
+    wake.close()
+
+
+def test_a_deep_state_directory_still_gets_wake_ups(tmp_path: Path):
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    wake = WakeDir(deep / "s.sqlite.wake")
+    listener = wake.listen()
+    assert listener is not None and len(str(listener.path)) > 108
+    wake.notify()
+    assert listener.sock.recv(64) == b"!"
+    listener.close()
+    wake.close()
