@@ -28,8 +28,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import httpx
-
 from app.clock import Clock
 from app.settings import Settings
 from app.shell import child_env, run_shell
@@ -192,6 +190,8 @@ def _left(deadline: float, budget: float) -> float:
 
 
 def _check_http(url: str, timeout: float, tls: ssl.SSLContext | None) -> None:
+    import httpx  # here: a node without an HTTP check never loads it (about 5 MB)
+
     try:
         with (
             httpx.Client(timeout=timeout, verify=tls or True, trust_env=False) as client,

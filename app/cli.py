@@ -13,8 +13,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from app import __version__
 from app.errors import SettingsError
 from app.logs import configure_logging
@@ -131,6 +129,8 @@ def _admin(args: argparse.Namespace) -> int:
     elif args.command == "maintenance":
         body = {"enabled": args.state == "on"}
     url = f"{args.url.rstrip('/')}/admin/{args.command}"
+    import httpx  # the client commands only: `vipmon run` never loads it
+
     try:
         with httpx.Client(timeout=args.timeout) as client:
             reply = client.post(url, json=body, headers={"Authorization": f"Bearer {token}"})
@@ -153,6 +153,8 @@ def _admin(args: argparse.Namespace) -> int:
 
 def _status(url: str, timeout: float) -> int:
     base = url.rstrip("/")
+    import httpx
+
     try:
         with httpx.Client(timeout=timeout) as client:
             cluster = client.get(f"{base}/cluster").json()

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import (
     Field,
     IPvAnyNetwork,
@@ -92,7 +91,7 @@ class Settings(BaseSettings):
     )
     switchover_timeout: float = Field(default=30.0, gt=0, le=600, description="Seconds.")
     settle_time: float = Field(
-        default=0.05,
+        default=0.01,
         ge=0,
         le=5,
         description="Planned release: s between turning negative and deleting the key.",
@@ -248,15 +247,20 @@ def read_config_file(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SettingsError("config", f"cannot read {path}: {exc.strerror or exc}") from exc
-    try:
-        if path.suffix == ".toml":
+    if path.suffix == ".toml":
+        try:
             data: Any = tomllib.loads(text)
-        elif path.suffix in (".yaml", ".yml"):
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError("config", f"{path} is not valid: {exc}") from exc
+    elif path.suffix in (".yaml", ".yml"):
+        import yaml  # only for a YAML config file
+
+        try:
             data = yaml.safe_load(text)
-        else:
-            raise SettingsError("config", f"{path}: use a .toml, .yaml or .yml file")
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        raise SettingsError("config", f"{path} is not valid: {exc}") from exc
+        except yaml.YAMLError as exc:
+            raise SettingsError("config", f"{path} is not valid: {exc}") from exc
+    else:
+        raise SettingsError("config", f"{path}: use a .toml, .yaml or .yml file")
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -26,11 +26,12 @@ from typing import Protocol
 
 from app.clock import Clock
 from app.election.cluster import CheckView, ClusterSteps
-from app.election.control import ControlState, acquire_guards
+from app.election.control import ControlState, acquire_guards, control_prefix
 from app.election.handover import Handover
 from app.election.lease import LeaseDeadline
 from app.election.records import (
     LeaderRecord,
+    cluster_prefix,
     decode_leader,
     encode_leader,
     leader_key,
@@ -41,6 +42,10 @@ from app.settings import Settings
 from app.store.base import EventKind, KeyValue, Store, WatchEvent
 
 log = logging.getLogger("vipmon.election")
+
+
+_TICK_MAX = 1.0  # s: the longest the tick sleeps (the snapshot's heartbeat, the check)
+_TICK_SLACK = 0.001  # s past a deadline before the tick looks again
 
 
 class _NoCheck:
@@ -79,6 +84,9 @@ class Elector(ClusterSteps):
         self.clock = clock
         self.wall = wall
         self.key = leader_key(settings.cluster)
+        #: The watch covers every key of the cluster: the leader key, members, control.
+        self.watch_prefix = cluster_prefix(settings.cluster)
+        self._control_prefix = control_prefix(settings.cluster)
         self.me = LeaderRecord(settings.node_id, settings.effective_advertise_url)
         self.started_at = wall()
         self.deadline = LeaseDeadline(settings.lease_margin)
@@ -107,6 +115,8 @@ class Elector(ClusterSteps):
             drain_on_stop=settings.drain_time > 0,
         )
         self.lease_ready = asyncio.Event()
+        #: Set when the watch saw a control key change: the master's duties read them.
+        self.control_hint = asyncio.Event()
         #: Every planned release of the role: switchover, maintenance, SIGTERM, ...
         self.handover = Handover(self)
 
@@ -170,10 +180,17 @@ class Elector(ClusterSteps):
                 observer.transition(self.last_transition, snap.term)
         self.snapshot = snap
 
-    def tick(self) -> None:
-        """Re-evaluate the role at now: logs a transition caused by time alone."""
+    def tick(self) -> float:
+        """Re-evaluate the role at now: logs a transition caused by time alone.
+
+        Returns the seconds until the next instant at which time alone could
+        change the role (a deadline of the new snapshot), at most ``_TICK_MAX``.
+        """
         reason = "lease deadline passed without a renewal" if self.holds_key else "store silent"
         self.publish(reason)
+        now, snap = self.clock.now(), self.snapshot
+        ahead = [t - now for t in (snap.lease_valid_until, snap.store_ok_until) if t > now]
+        return min([_TICK_MAX, *(t + _TICK_SLACK for t in ahead)])
 
     # -- bookkeeping ------------------------------------------------------
 
@@ -334,10 +351,13 @@ class Elector(ClusterSteps):
         return True
 
     async def observe(self, timeout: float) -> bool:
-        """Wait once for a change of the leader key; verify our hold after a quiet spell."""
+        """Wait once for a change under the cluster's prefix; verify our hold unless it was
+        the leader key that changed."""
         t_send = self.clock.now()
         try:
-            events = await self.store.watch(self.key, self.watch_revision, timeout)
+            events = await self.store.watch(
+                self.watch_prefix, self.watch_revision, timeout, prefix=True
+            )
         except StoreError as exc:
             self.store_failed("watch", exc)
             return False
@@ -345,13 +365,21 @@ class Elector(ClusterSteps):
         for event in events:
             self.watch_revision = max(self.watch_revision, event.revision + 1)
             self.apply_event(event)
-        if not events and self.holds_key:
+        if self.holds_key and not any(e.kv.key == self.key for e in events):
             return await self.verify_hold()
         return True
 
     def apply_event(self, event: WatchEvent) -> None:
-        """Fold one watch event in. Safe against late and repeated events."""
+        """Fold one watch event in. Safe against late and repeated events.
+
+        A control key's change only sets :attr:`control_hint`; members are read
+        by their own loop.
+        """
         kv = event.kv
+        if kv.key != self.key:
+            if kv.key.startswith(self._control_prefix):
+                self.control_hint.set()
+            return
         if self.holds_key:
             if event.kind is EventKind.DELETE and kv.create_revision == self.term:
                 self.lose_key("leader key deleted")

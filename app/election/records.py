@@ -13,6 +13,11 @@ from typing import Any
 from app.role import Member
 
 
+def cluster_prefix(cluster: str) -> str:
+    """Every key of the cluster starts with this: the leader key, members, control."""
+    return f"/vipmon/{cluster}/"
+
+
 def leader_key(cluster: str) -> str:
     return f"/vipmon/{cluster}/leader"
 

@@ -21,6 +21,8 @@ from app.errors import ElectionCrashed
 
 log = logging.getLogger("vipmon.election")
 
+_DUTIES_PERIOD = 1.0  # s between the master's duties when no control key changed
+
 
 class Backoff:
     """Exponential retry delays with jitter, capped."""
@@ -149,22 +151,28 @@ async def _members_loop(e: Elector, first_read: asyncio.Event) -> None:
 
 
 async def _control_loop(e: Elector) -> None:
-    """The master re-reads the control keys often and acts on them."""
-    duties: asyncio.Task[None] | None = None
-    try:
-        while True:
-            await e.clock.sleep(0.2 if e.holds_key else 1.0)
-            if not e.holds_key or (duties is not None and not duties.done()):
+    """The master's duties: at once when the watch saw a control key change, else each second.
+
+    Only a control key change costs a read here; the members loop reads them
+    too, every period, should a change ever slip past the watch.
+    """
+    unread = False  # a control key changed and the master has not read them since
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(e.control_hint.wait(), _DUTIES_PERIOD)
+        unread = unread or e.control_hint.is_set()
+        e.control_hint.clear()
+        if not e.holds_key:
+            unread = False
+            continue
+        if unread:
+            if not await e.refresh_control():
                 continue
-            if await e.refresh_control():
-                duties = asyncio.create_task(e.handover.duties())
-    finally:
-        if duties is not None:
-            duties.cancel()
-            await asyncio.gather(duties, return_exceptions=True)
+            unread = False
+        await e.handover.duties()
 
 
 async def _tick_loop(e: Elector) -> None:
+    """Publishes the role at each instant time alone may change it (see ``Elector.tick``)."""
     while True:
-        e.tick()
-        await e.clock.sleep(0.05)
+        await e.clock.sleep(e.tick())

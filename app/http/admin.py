@@ -76,7 +76,7 @@ def admin_router(commands: Commands, token: str) -> APIRouter:
     """The /admin routes, guarded by ``token``."""
     expected = token.encode()
 
-    def authorised(authorization: str | None = Header(default=None)) -> None:
+    async def authorised(authorization: str | None = Header(default=None)) -> None:
         if not authorization:
             raise HTTPException(401, "missing bearer token", {"WWW-Authenticate": "Bearer"})
         scheme, _, given = authorization.partition(" ")

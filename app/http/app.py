@@ -131,7 +131,7 @@ def create_api(
             )
 
     @app.get("/role", response_model=RoleInfo, summary="This node's role and why")
-    def role_info() -> RoleInfo:
+    async def role_info() -> RoleInfo:
         snap = node.snapshot
         now = clock.now()
         role = snap.role_at(now)
@@ -167,7 +167,7 @@ def create_api(
         )
 
     @app.get("/cluster", response_model=ClusterInfo, summary="Members, marking the master")
-    def cluster_info() -> ClusterInfo:
+    async def cluster_info() -> ClusterInfo:
         snap = node.snapshot
         members = [
             MemberInfo(
@@ -198,7 +198,7 @@ def create_api(
         responses={503: {"model": HealthInfo}},
         summary="The election loop is making progress",
     )
-    def live() -> Response:
+    async def live() -> Response:
         stale = clock.now() - node.snapshot.loop_heartbeat
         if stale < live_window:
             return JSONResponse({"status": "ok"})
@@ -210,7 +210,7 @@ def create_api(
         responses={503: {"model": HealthInfo}},
         summary="The node is connected to its store",
     )
-    def ready() -> Response:
+    async def ready() -> Response:
         snap = node.snapshot
         if snap.store_reachable and clock.now() < snap.store_ok_until:
             return JSONResponse({"status": "ok"})
@@ -224,7 +224,7 @@ def create_api(
             summary="Prometheus metrics",
             responses={200: {"content": {"text/plain": {}}}},
         )
-        def metrics_text() -> Response:
+        async def metrics_text() -> Response:
             body, content_type = metrics.render()
             return Response(body, media_type=content_type)
 

@@ -206,3 +206,35 @@ def test_an_acquire_reply_for_a_lease_that_was_replaced_is_not_a_win():
     now = w.clock.now()
     assert other.snapshot.is_master(now)
     assert not e.snapshot.is_master(now)
+
+
+def test_the_tick_sleeps_until_the_next_deadline_and_no_longer_than_a_second():
+    w = World(2)
+    w.step_all()
+    master = next(e for e in w.nodes if e.snapshot.is_master(w.clock.now()))
+    # Fresh lease: both deadlines are beyond the one-second cap.
+    assert master.tick() == 1.0
+    w.clock.advance(master.snapshot.lease_valid_until - w.clock.now() - 0.25)
+    wait = master.tick()
+    assert 0.25 < wait < 0.26 and master.role() is Role.MASTER
+    w.clock.advance(wait)
+    master.tick()
+    assert master.last_transition is not None
+    assert master.last_transition.from_role is Role.MASTER, "the tick saw the lapse"
+
+
+def test_a_control_key_change_is_a_hint_and_a_member_change_is_not_a_leader_event():
+    w = World(2)
+    w.step_all()
+    master = next(e for e in w.nodes if e.snapshot.is_master(w.clock.now()))
+    term = master.snapshot.term
+    # A member key deleted with the very revision of the term: only the key name
+    # tells it from the leader key's delete.
+    member = KeyValue("/vipmon/vipmon/members/n9", b"{}", term, term, 0)
+    master.apply_event(WatchEvent(EventKind.DELETE, member, term + 50))
+    assert master.snapshot.is_master(w.clock.now()) and master.snapshot.term == term
+    assert not master.control_hint.is_set()
+    pause = KeyValue("/vipmon/vipmon/control/pause", b"{}", 101, 101, 0)
+    master.apply_event(WatchEvent(EventKind.PUT, pause, 101))
+    assert master.control_hint.is_set()
+    assert master.snapshot.is_master(w.clock.now())
