@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import signal
 import socket
 from collections.abc import Callable, Iterator
@@ -62,6 +63,25 @@ def open_store(settings: Settings) -> Store:
             "state_dir", f"cannot create {settings.state_dir}: {exc.strerror or exc}"
         ) from exc
     return LocalStore(settings.state_dir / "vipmon.sqlite", timeout=timeout)
+
+
+def raise_open_file_limit() -> None:
+    """Raise the soft open-file limit to the hard one; log a line if that fails.
+
+    Every connection holds a descriptor. systemd starts services with a soft limit
+    of 1024, and past it accept() fails with EMFILE: asyncio then stops accepting
+    for a second at a time, so a thousand idle connections would silence /monitor.
+    The event loop uses epoll, for which descriptors above 1024 are safe.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (OSError, ValueError) as exc:
+        log.warning("cannot raise the open-file limit from %d to %d: %s", soft, hard, exc)
+        return
+    log.info("open-file limit raised from %d to %d", soft, hard)
 
 
 def listen_socket(settings: Settings) -> socket.socket:
@@ -152,6 +172,7 @@ class _Server(uvicorn.Server):
 
 def serve(settings: Settings) -> int:
     """Run one node until SIGTERM or SIGINT. Returns the exit status."""
+    raise_open_file_limit()
     store = open_store(settings)
     sock = listen_socket(settings)
     clock = MonotonicClock()
