@@ -11,7 +11,7 @@ SEED     ?=
 BASE_IMAGE ?= docker.io/library/python:3.12-slim
 LOCAL_BASE ?=
 
-.PHONY: run test lint unit system-deps venv bench chaos clean image
+.PHONY: run test lint unit system-deps bench-deps venv bench chaos clean image
 
 venv: $(VENV)/.installed
 
@@ -43,6 +43,16 @@ system-deps:
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
+# Debian packages the benchmarks add: wrk, the load generator of bench/probe.py.
+bench-deps:
+	@missing=""; \
+	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
 # The container image, with podman or docker: make image [BASE_IMAGE=...]. LOCAL_BASE=1
 # builds on a Debian base made here with mmdebstrap (podman), for hosts without a registry.
 image: venv
@@ -64,9 +74,10 @@ test: system-deps venv lint
 unit: venv
 	$(BIN)/python -m pytest tests/unit
 
-bench: system-deps venv
+bench: system-deps bench-deps venv
 	$(BIN)/python bench/failover.py
 	$(BIN)/python bench/adc_failover.py
+	$(BIN)/python bench/probe.py
 
 # The long chaos run: make chaos DURATION=<minutes> SEED=<n>
 chaos: system-deps venv
