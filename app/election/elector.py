@@ -35,6 +35,7 @@ from app.election.records import (
     decode_leader,
     encode_leader,
     leader_key,
+    members_prefix,
 )
 from app.errors import StoreError
 from app.role import Member, Role, Snapshot, Transition
@@ -87,6 +88,7 @@ class Elector(ClusterSteps):
         #: The watch covers every key of the cluster: the leader key, members, control.
         self.watch_prefix = cluster_prefix(settings.cluster)
         self._control_prefix = control_prefix(settings.cluster)
+        self._members_prefix = members_prefix(settings.cluster)
         self.me = LeaderRecord(settings.node_id, settings.effective_advertise_url)
         self.started_at = wall()
         self.deadline = LeaseDeadline(settings.lease_margin)
@@ -117,6 +119,9 @@ class Elector(ClusterSteps):
         self.lease_ready = asyncio.Event()
         #: Set when the watch saw a control key change: the master's duties read them.
         self.control_hint = asyncio.Event()
+        #: Set when a member or control key changed, or our own record is out of date:
+        #: the members loop reads them again.
+        self.members_hint = asyncio.Event()
         #: Every planned release of the role: switchover, maintenance, SIGTERM, ...
         self.handover = Handover(self)
 
@@ -188,6 +193,8 @@ class Elector(ClusterSteps):
         """
         reason = "lease deadline passed without a renewal" if self.holds_key else "store silent"
         self.publish(reason)
+        if self.lease_id is not None and self.member_record() not in self.members:
+            self.members_hint.set()  # our check, maintenance or eligibility changed
         now, snap = self.clock.now(), self.snapshot
         ahead = [t - now for t in (snap.lease_valid_until, snap.store_ok_until) if t > now]
         return min([_TICK_MAX, *(t + _TICK_SLACK for t in ahead)])
@@ -372,13 +379,16 @@ class Elector(ClusterSteps):
     def apply_event(self, event: WatchEvent) -> None:
         """Fold one watch event in. Safe against late and repeated events.
 
-        A control key's change only sets :attr:`control_hint`; members are read
-        by their own loop.
+        A member or control key's change only sets the hints for the loops that
+        read them (:attr:`members_hint`, :attr:`control_hint`).
         """
         kv = event.kv
         if kv.key != self.key:
             if kv.key.startswith(self._control_prefix):
                 self.control_hint.set()
+                self.members_hint.set()
+            elif kv.key.startswith(self._members_prefix):
+                self.members_hint.set()
             return
         if self.holds_key:
             if event.kind is EventKind.DELETE and kv.create_revision == self.term:

@@ -22,6 +22,8 @@ from app.errors import ElectionCrashed
 log = logging.getLogger("vipmon.election")
 
 _DUTIES_PERIOD = 1.0  # s between the master's duties when no control key changed
+_MEMBERS_PERIOD = 5.0  # s at most between reads of the member and control keys
+_LONG_WATCH = 10.0  # s: one quiet watch on a store with long_watches
 
 
 class Backoff:
@@ -97,7 +99,9 @@ async def _lease_loop(e: Elector) -> None:
 
 async def _campaign_loop(e: Elector, first_read: asyncio.Event) -> None:
     backoff = Backoff(0.05, 1.0)
-    watch_timeout = e.settings.lease_ttl / 2
+    # Each quiet watch ends in a read (the master's verify, a standby's acquire).
+    ttl = e.settings.lease_ttl
+    watch_timeout = _LONG_WATCH if e.store.long_watches else ttl / 2
     with contextlib.suppress(TimeoutError):  # know the other members before the first try
         await asyncio.wait_for(first_read.wait(), timeout=2 * e.settings.lease_ttl)
     while True:
@@ -142,12 +146,17 @@ def _blocked(e: Elector) -> bool:
 
 
 async def _members_loop(e: Elector, first_read: asyncio.Event) -> None:
-    period = max(1.0, e.settings.lease_ttl / 2)
+    """Read the members and control keys when the watch or the tick says they changed.
+
+    And every ``_MEMBERS_PERIOD`` s at least, should a change slip past the watch.
+    """
     while True:
+        e.members_hint.clear()
         await e.refresh_control()
         await e.refresh_members()
         first_read.set()
-        await e.clock.sleep(period)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(e.members_hint.wait(), _MEMBERS_PERIOD)
 
 
 async def _control_loop(e: Elector) -> None:
