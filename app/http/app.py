@@ -30,8 +30,8 @@ from app.http.models import (
     TransitionInfo,
 )
 from app.metrics import Metrics
-from app.probe.answer import PROBE_METHODS, PROBE_ROUTES, ProbeText, Verdict
-from app.probe.asgi import ProbeApp
+from app.probe.answer import PROBE_METHODS, PROBE_ROUTES
+from app.probe.asgi import ProbeApp, Prober
 from app.role import NodeView, Role
 
 _TEXT = {"content": {"text/plain": {"example": "ROLE=MASTER node=n1 term=42\n"}}}
@@ -99,26 +99,19 @@ def create_api(
         redoc_url="/redoc" if docs else None,
     )
 
-    def probe(path: str, verdict: Verdict) -> Callable[[], Awaitable[Response]]:
+    prober = Prober(node, clock, metrics.probes if metrics else None)
+
+    def probe(path: str) -> Callable[[], Awaitable[Response]]:
         async def answer() -> Response:
-            snap = node.snapshot
-            role = snap.role_at(clock.now())
-            status = 200 if verdict(snap, role) else 503
-            if metrics is not None:
-                metrics.probes.add(path, status)
-            text = ProbeText.of(snap, role)
-            headers = {
-                k.decode(): v.decode()
-                for k, v in text.headers
-                if k not in (b"content-type", b"content-length")
-            }
-            return PlainTextResponse(text.body, status_code=status, headers=headers)
+            status, text = prober.answer(path)
+            headers = {k.decode(): v.decode() for k, v in text.headers}
+            return Response(text.body, status_code=status, headers=headers)
 
         return answer
 
-    for path, verdict in PROBE_ROUTES.items():
+    for path in PROBE_ROUTES:
         name, summary = _PROBE_DOCS[path]
-        endpoint = probe(path, verdict)
+        endpoint = probe(path)
         for method in PROBE_METHODS:
             app.add_api_route(
                 path,

@@ -16,9 +16,28 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.clock import Clock
-from app.probe.answer import PROBE_METHODS, PROBE_ROUTES, ProbeWords
+from app.probe.answer import PROBE_METHODS, PROBE_ROUTES, ProbeText, ProbeWords
 from app.probe.counts import ProbeCounts
 from app.role import NodeView
+
+
+class Prober:
+    """One probe answer: the status and text for a route at this instant, counted."""
+
+    def __init__(self, node: NodeView, clock: Clock, counts: ProbeCounts | None = None) -> None:
+        self.node = node
+        self.clock = clock
+        self.counts = counts
+        self._words = ProbeWords()  # the text depends on the snapshot and role, not the route
+
+    def answer(self, path: str) -> tuple[int, ProbeText]:
+        """``path`` must be a key of :data:`PROBE_ROUTES`."""
+        snap = self.node.snapshot
+        role = snap.role_at(self.clock.now())
+        status = 200 if PROBE_ROUTES[path](snap, role) else 503
+        if self.counts is not None:
+            self.counts.add(path, status)
+        return status, self._words.text(snap, role)
 
 
 class ProbeApp:
@@ -27,26 +46,17 @@ class ProbeApp:
     def __init__(
         self, node: NodeView, clock: Clock, api: ASGIApp, counts: ProbeCounts | None = None
     ) -> None:
-        self.node = node
-        self.clock = clock
+        self.prober = Prober(node, clock, counts)
         self.api = api
-        self.counts = counts
-        self._words = {path: ProbeWords() for path in PROBE_ROUTES}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in PROBE_METHODS:
-            verdict = PROBE_ROUTES.get(scope["path"])
-            if verdict is not None:
-                path = scope["path"]
-                snap = self.node.snapshot
-                role = snap.role_at(self.clock.now())
-                status = 200 if verdict(snap, role) else 503
-                text = self._words[path].text(snap, role)
-                if self.counts is not None:
-                    self.counts.add(path, status)
-                await send(
-                    {"type": "http.response.start", "status": status, "headers": text.headers}
-                )
-                await send({"type": "http.response.body", "body": text.body})
-                return
+        if (
+            scope["type"] == "http"
+            and scope["method"] in PROBE_METHODS
+            and scope["path"] in PROBE_ROUTES
+        ):
+            status, text = self.prober.answer(scope["path"])
+            await send({"type": "http.response.start", "status": status, "headers": text.headers})
+            await send({"type": "http.response.body", "body": text.body})
+            return
         await self.api(scope, receive, send)
