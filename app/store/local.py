@@ -72,6 +72,13 @@ _EXPIRY_SLACK = 0.001  # s after a lease's expiry instant before the watch sweep
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
+def _matching(column: str, key: str, prefix: bool) -> tuple[str, tuple[int | str, ...]]:
+    """A WHERE clause, and its parameters, for ``column`` equal to ``key`` or under it."""
+    if prefix:
+        return f"substr({column}, 1, ?) = ?", (len(key), key)
+    return f"{column} = ?", (key,)
+
+
 def current_boot_id() -> str:
     """This boot's id, or "" where the system does not tell (then no boot check)."""
     try:
@@ -307,11 +314,13 @@ class LocalStore(Store):
         return await self._run(lambda conn: (self._read(conn, key), self._revision(conn)))
 
     async def get_prefix(self, prefix: str) -> list[KeyValue]:
+        match, params = _matching("key", prefix, prefix=True)
+
         def body(conn: sqlite3.Connection) -> list[KeyValue]:
             rows = conn.execute(
                 "SELECT key, value, create_revision, mod_revision, lease FROM kv "
-                "WHERE substr(key, 1, ?) = ? ORDER BY key",
-                (len(prefix), prefix),
+                f"WHERE {match} ORDER BY key",
+                params,
             )
             return [KeyValue(r[0], bytes(r[1]), r[2], r[3], r[4]) for r in rows]
 
@@ -322,15 +331,8 @@ class LocalStore(Store):
     ) -> list[WatchEvent]:
         """Wait for events (see the module docstring); ``[]`` on timeout or compacted history."""
         deadline = self.clock.now() + timeout
-        params: tuple[int | str, ...]
-        if prefix:
-            match, match_kv, params = (
-                "substr(key, 1, ?) = ?",
-                "substr(kv.key, 1, ?) = ?",
-                (len(key), key),
-            )
-        else:
-            match, match_kv, params = "key = ?", "kv.key = ?", (key,)
+        match, params = _matching("key", key, prefix)
+        match_kv, _ = _matching("kv.key", key, prefix)
 
         def body(conn: sqlite3.Connection) -> tuple[list[WatchEvent] | None, float | None]:
             oldest = conn.execute("SELECT MIN(revision) FROM events").fetchone()[0]
