@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from tests.support.nodes import Cluster
+from tests.support.nodes import solo_master
 
 THREADS = 8
 PER_THREAD = 4000
@@ -42,9 +42,7 @@ def flood(port: int, counts: Counter[int], lock: threading.Lock, stop_at: float)
 
 
 def test_flood_does_not_starve_renewals(tmp_path: Path):
-    with Cluster(tmp_path, ["--state-dir", str(tmp_path / "state")]) as cluster:
-        node = cluster.add("solo")
-        cluster.wait_master()
+    with solo_master(tmp_path) as node:
         before = node.role()
         counts: Counter[int] = Counter()
         lock = threading.Lock()

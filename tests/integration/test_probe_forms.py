@@ -2,19 +2,15 @@
 
 import socket
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.support.nodes import Cluster, Node
+from tests.support.nodes import Node, solo_master
 
 
 @pytest.fixture(scope="module")
 def master(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
-    base: Path = tmp_path_factory.mktemp("forms")
-    with Cluster(base, ["--state-dir", str(base / "state")]) as c:
-        node = c.add("solo")
-        c.wait_master()
+    with solo_master(tmp_path_factory.mktemp("forms")) as node:
         yield node
 
 

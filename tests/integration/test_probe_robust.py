@@ -15,17 +15,14 @@ from pathlib import Path
 import pytest
 
 from app.http.protocol import MAX_HEADER_BYTES
-from tests.support.nodes import Cluster, Node
+from tests.support.nodes import Cluster, Node, solo_master
 
 ANSWER = b"\r\n\r\nROLE=MASTER node=solo term="
 
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
-    base: Path = tmp_path_factory.mktemp("robust")
-    with Cluster(base, ["--state-dir", str(base / "state")]) as c:
-        solo = c.add("solo")
-        c.wait_master()
+    with solo_master(tmp_path_factory.mktemp("robust")) as solo:
         yield solo
 
 

@@ -5,12 +5,13 @@ Every wait is bounded in count and in time. Traffic goes to 127.0.0.1 only.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -186,3 +187,12 @@ class Cluster:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def solo_master(base: Path) -> Iterator[Node]:
+    """One node, ``solo``, on the embedded store under ``base``, once it is master."""
+    with Cluster(base, ["--state-dir", str(base / "state")]) as cluster:
+        node = cluster.add("solo")
+        cluster.wait_master()
+        yield node
