@@ -17,7 +17,10 @@ from datetime import UTC, datetime
 from typing import Literal
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-EXTRA_FIELDS = ("event", "node", "term", "from_role", "to_role", "reason", "hook", "exit_code")
+EXTRA_FIELDS = (
+    *("event", "node", "term", "from_role", "to_role", "reason", "hook", "exit_code"),
+    *("client", "action", "arguments", "status", "outcome"),
+)
 
 
 class JsonFormatter(logging.Formatter):

@@ -2,8 +2,11 @@
 
 * The admin routes exist only when a token is configured; otherwise every
   ``/admin`` path is a plain 404.
-* ``Authorization: Bearer <token>``: none gives 401, a wrong one 403. The
-  comparison is constant-time. The token is never logged or echoed.
+* :class:`AdminGate` checks ``Authorization: Bearer <token>`` before the body
+  is read (none: 401, wrong: 403) and writes the audit trail, one line per
+  request on the ``vipmon.audit`` logger. The token is never logged or echoed.
+* Bodies are strict: an unknown key or a wrong type is 422 naming the field,
+  a body that is not JSON 400 (:func:`install_body_errors`).
 * The routes forward to :class:`Commands` (the election loop does the work);
   a refusal is 409 with the reason, an unreachable store 503.
 * :class:`AllowNetworks` refuses clients outside ``--allow-cidr`` with 403,
@@ -14,13 +17,18 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import json
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
-from fastapi import APIRouter, Depends, Header, HTTPException
+from fastapi import APIRouter, FastAPI, Request, Response, Security
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
-from starlette.types import ASGIApp, Receive, Scope, Send
+from fastapi.security import HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import Conflict, StoreError
 
@@ -35,8 +43,16 @@ class Commands(Protocol):
     def pause(self, paused: bool) -> Awaitable[dict[str, Any]]: ...
 
 
+_STRICT = ConfigDict(extra="forbid", strict=True)
+
+
 class SwitchoverRequest(BaseModel):
-    to: str | None = Field(default=None, description="Target node, or null for the best one.")
+    model_config = _STRICT
+    to: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9._-]{1,63}$",
+        description="Target node, or null for the best one.",
+    )
 
 
 class SwitchoverResult(BaseModel):
@@ -47,7 +63,14 @@ class SwitchoverResult(BaseModel):
 
 
 class MaintenanceRequest(BaseModel):
-    enabled: bool
+    model_config = _STRICT
+    enabled: bool = Field(description="true: into maintenance; false: out of it.")
+
+
+class NoArguments(BaseModel):
+    """Pause and resume take no arguments: a body, if any, must be ``{}``."""
+
+    model_config = _STRICT
 
 
 class MaintenanceResult(BaseModel):
@@ -65,54 +88,141 @@ class Refusal(BaseModel):
 
 
 _REFUSALS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Refusal, "description": "The body is not JSON"},
     401: {"model": Refusal, "description": "No bearer token"},
     403: {"model": Refusal, "description": "Wrong token, or client network not allowed"},
     409: {"model": Refusal, "description": "Refused; the detail says why"},
     503: {"model": Refusal, "description": "The store is unreachable"},
 }
 
+#: The audit trail: one line per admin request, on its own logger.
+audit_log = logging.getLogger("vipmon.audit")
 
-def admin_router(commands: Commands, token: str) -> APIRouter:
-    """The /admin routes, guarded by ``token``."""
-    expected = token.encode()
+#: Documents the bearer scheme in the spec; :class:`AdminGate` enforces it.
+_bearer = HTTPBearer(auto_error=False, description="The admin token (--admin-token).")
 
-    async def authorised(authorization: str | None = Header(default=None)) -> None:
-        if not authorization:
-            raise HTTPException(401, "missing bearer token", {"WWW-Authenticate": "Bearer"})
-        scheme, _, given = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), expected):
-            raise HTTPException(403, "wrong token")
 
-    router = APIRouter(prefix="/admin", dependencies=[Depends(authorised)], responses=_REFUSALS)
+def admin_router(commands: Commands) -> APIRouter:
+    """The /admin routes. Put :class:`AdminGate` in front: it checks the token."""
+    router = APIRouter(prefix="/admin", dependencies=[Security(_bearer)], responses=_REFUSALS)
 
     @router.post("/switchover", response_model=SwitchoverResult, summary="Planned hand-over")
-    async def switchover(body: SwitchoverRequest) -> Any:
-        return await _forward(lambda: commands.switchover(body.to))
+    async def switchover(body: SwitchoverRequest, request: Request) -> Any:
+        note(request, args=body.model_dump())
+        return await _forward(request, lambda: commands.switchover(body.to))
 
     @router.post(
         "/maintenance", response_model=MaintenanceResult, summary="This node's maintenance"
     )
-    async def maintenance(body: MaintenanceRequest) -> Any:
-        return await _forward(lambda: commands.maintenance(body.enabled))
+    async def maintenance(body: MaintenanceRequest, request: Request) -> Any:
+        note(request, args=body.model_dump())
+        return await _forward(request, lambda: commands.maintenance(body.enabled))
 
     @router.post("/pause", response_model=PauseResult, summary="No automatic failover")
-    async def pause() -> Any:
-        return await _forward(lambda: commands.pause(True))
+    async def pause(request: Request, body: NoArguments | None = None) -> Any:
+        return await _forward(request, lambda: commands.pause(True))
 
     @router.post("/resume", response_model=PauseResult, summary="Automatic failover again")
-    async def resume() -> Any:
-        return await _forward(lambda: commands.pause(False))
+    async def resume(request: Request, body: NoArguments | None = None) -> Any:
+        return await _forward(request, lambda: commands.pause(False))
 
     return router
 
 
-async def _forward(call: Callable[[], Awaitable[dict[str, Any]]]) -> Any:
+def note(request: Request, **fields: Any) -> None:
+    """Add ``fields`` to the request's audit line (written by :class:`AdminGate`)."""
+    request.scope.setdefault("state", {}).setdefault(_AUDIT, {}).update(fields)
+
+
+async def _forward(request: Request, call: Callable[[], Awaitable[dict[str, Any]]]) -> Any:
     try:
-        return await call()
+        result = await call()
     except Conflict as exc:
+        note(request, outcome=f"refused: {exc}")
         return JSONResponse({"detail": str(exc)}, status_code=409)
     except StoreError as exc:
+        note(request, outcome=f"store unreachable: {exc}")
         return JSONResponse({"detail": f"store unreachable: {exc}"}, status_code=503)
+    note(request, outcome=" ".join(f"{k}={v}" for k, v in result.items()))
+    return result
+
+
+_AUDIT = "vipmon_audit"
+
+
+class AdminGate:
+    """ASGI middleware for ``/admin``: the bearer token, then one audit line per request.
+
+    The token is checked before the body is read, so a caller without it
+    learns nothing about the body. ``Authorization: Bearer <token>``: none
+    gives 401, a wrong one 403; the comparison is constant-time. The audit
+    line names the client, the action, the arguments and the outcome; it never
+    holds the token.
+    """
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self._expected = token.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if not (path == "/admin" or path.startswith("/admin/")):
+            await self.app(scope, receive, send)
+            return
+        action = path.removeprefix("/admin").strip("/") or "-"
+        client = scope.get("client")
+        where = f"{client[0]}:{client[1]}" if client else "unknown"
+        refusal = self._refusal(scope)
+        if refusal is not None:
+            status, detail = refusal
+            headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+            await JSONResponse({"detail": detail}, status, headers)(scope, receive, send)
+            self._write(where, scope["method"], action, status, {"outcome": detail})
+            return
+        seen = {"status": 500}
+
+        async def watch(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                seen["status"] = message["status"]
+            await send(message)
+
+        fields: dict[str, Any] = {}
+        scope.setdefault("state", {})[_AUDIT] = fields
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            self._write(where, scope["method"], action, seen["status"], fields)
+
+    def _refusal(self, scope: Scope) -> tuple[int, str] | None:
+        given = next((v for k, v in scope.get("headers", ()) if k == b"authorization"), None)
+        if not given:
+            return 401, "missing bearer token"
+        scheme, _, token = given.partition(b" ")
+        if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self._expected):
+            return 403, "wrong token"
+        return None
+
+    @staticmethod
+    def _write(client: str, method: str, action: str, status: int, fields: dict[str, Any]) -> None:
+        args = fields.get("args")
+        outcome = fields.get("outcome") or ("ok" if status < 400 else "failed")
+        audit_log.info(
+            "admin %s %s from %s: %s -> %d %s",
+            method,
+            action,
+            client,
+            json.dumps(args, sort_keys=True) if args is not None else "-",
+            status,
+            outcome,
+            extra={
+                "event": "admin",
+                "client": client,
+                "action": action,
+                "arguments": args,
+                "status": status,
+                "outcome": outcome,
+            },
+        )
 
 
 class AllowNetworks:
@@ -139,3 +249,25 @@ class AllowNetworks:
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
             address = address.ipv4_mapped
         return any(address in net for net in self.networks)
+
+
+def install_body_errors(app: FastAPI) -> None:
+    """Word request-body errors: not JSON is 400, a wrong key or type 422 naming the field."""
+
+    async def body_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errors = exc.errors()
+        bad_json = next((e for e in errors if e.get("type") == "json_invalid"), None)
+        if bad_json is not None:
+            reason = bad_json.get("ctx", {}).get("error", "cannot be parsed")
+            detail = f"the body is not valid JSON: {reason}"
+            note(request, outcome=detail)
+            return JSONResponse({"detail": detail}, status_code=400)
+        words = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
+            for e in errors
+        )
+        note(request, outcome=f"rejected: {words}")
+        return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+
+    app.add_exception_handler(RequestValidationError, body_error)

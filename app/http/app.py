@@ -18,7 +18,14 @@ from starlette.types import ASGIApp
 
 from app import __version__
 from app.clock import Clock
-from app.http.admin import AllowNetworks, Commands, Network, admin_router
+from app.http.admin import (
+    AdminGate,
+    AllowNetworks,
+    Commands,
+    Network,
+    admin_router,
+    install_body_errors,
+)
 from app.http.models import (
     BackendInfo,
     CheckInfo,
@@ -221,6 +228,8 @@ def create_api(
             body, content_type = metrics.render()
             return Response(body, media_type=content_type)
 
+    install_body_errors(app)
     if commands is not None and admin_token:
-        app.include_router(admin_router(commands, admin_token))
+        app.include_router(admin_router(commands))
+        app.add_middleware(AdminGate, token=admin_token)
     return app

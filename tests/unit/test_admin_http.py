@@ -1,6 +1,7 @@
 """The admin API's access rules and error mapping, with fake commands."""
 
 import ipaddress
+import logging
 from typing import Any
 
 import pytest
@@ -121,6 +122,73 @@ def test_malformed_body_is_422_json():
     r = c.post("/admin/maintenance", json={"enabled": "maybe"}, headers=bearer(TOKEN))
     assert r.status_code == 422
     assert r.json()["detail"][0]["loc"] == ["body", "enabled"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/admin/switchover", {"too": "n1"}, "too"),  # a typo must not mean "any node"
+        ("/admin/switchover", {"to": 7}, "to"),
+        ("/admin/switchover", {"to": "not a node id!"}, "to"),
+        ("/admin/maintenance", {"enabled": 0}, "enabled"),  # no coercion of 0 to false
+        ("/admin/maintenance", {"enabled": "false"}, "enabled"),
+        ("/admin/maintenance", {"enabled": True, "node": "n2"}, "node"),
+        ("/admin/pause", {"paused": False}, "paused"),  # /pause takes no arguments
+        ("/admin/resume", {"now": True}, "now"),
+    ],
+)
+def test_unknown_keys_and_wrong_types_are_422_naming_the_field(path, body, field):
+    fake = Fake()
+    r = client(fake).post(path, json=body, headers=bearer(TOKEN))
+    assert r.status_code == 422, r.text
+    assert ["body", field] in [e["loc"] for e in r.json()["detail"]]
+    assert fake.calls == []
+
+
+@pytest.mark.parametrize("raw", [b'{"to":', b"not json", b"\xff\xfe"])
+def test_a_body_that_is_not_json_is_400(raw):
+    fake = Fake()
+    headers = {**bearer(TOKEN), "content-type": "application/json"}
+    r = client(fake).post("/admin/switchover", content=raw, headers=headers)
+    assert r.status_code == 400
+    assert isinstance(r.json()["detail"], str)
+    assert fake.calls == []
+
+
+def test_the_token_is_checked_before_the_body_is_read():
+    fake = Fake()
+    headers = {"content-type": "application/json"}
+    r = client(fake).post("/admin/switchover", content=b'{"to":', headers=headers)
+    assert r.status_code == 401
+    assert "JSON" not in r.text
+
+
+def test_every_admin_call_leaves_one_audit_line(caplog):
+    fake = Fake()
+    c = client(fake)
+    caplog.set_level(logging.INFO, logger="vipmon.audit")
+    c.post("/admin/switchover", json={"to": "n3"}, headers=bearer(TOKEN))
+    c.post("/admin/switchover", json={"too": "n3"}, headers=bearer(TOKEN))
+    c.post("/admin/pause", headers=bearer("wrong-" + TOKEN))
+    c.post("/admin/resume")
+    fake.fail = Conflict("the cluster is paused; resume it first")
+    c.post("/admin/maintenance", json={"enabled": True}, headers=bearer(TOKEN))
+    c.get("/role")  # not an admin call: no line
+    lines = [r for r in caplog.records if r.name == "vipmon.audit"]
+    assert [(r.action, r.status) for r in lines] == [
+        ("switchover", 200),
+        ("switchover", 422),
+        ("pause", 403),
+        ("resume", 401),
+        ("maintenance", 409),
+    ]
+    assert all(r.client.startswith("127.0.0.1:") for r in lines)
+    assert lines[0].arguments == {"to": "n3"}
+    assert "from=n1 to=n3" in lines[0].outcome
+    assert "too" in lines[1].outcome
+    assert lines[4].arguments == {"enabled": True}
+    assert "paused" in lines[4].outcome
+    assert all(TOKEN not in r.getMessage() for r in lines)
 
 
 def test_allow_cidr_guards_every_path():
