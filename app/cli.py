@@ -33,7 +33,7 @@ def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(
                 _flag(name), dest=name, action="store_const", const="true", help=help_text
             )
-        elif name == "allow_cidr":
+        elif name in ("allow_cidr", "trusted_proxy"):
             parser.add_argument(_flag(name), dest=name, action="append", help=help_text)
         else:
             parser.add_argument(_flag(name), dest=name, default=None, help=help_text)

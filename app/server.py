@@ -36,6 +36,8 @@ from app.systemd import Systemd
 
 log = logging.getLogger("vipmon")
 
+_BACKLOG = 2048  # uvicorn's default
+
 
 def open_store(settings: Settings) -> Store:
     """The store the settings name. Raises SettingsError if it cannot be set up."""
@@ -93,6 +95,9 @@ def listen_socket(settings: Settings) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((settings.host, settings.port))
+        # Listen now, so that a port taken by anything (our own agent port included)
+        # is refused here, with the field named, and not inside the server's start.
+        sock.listen(_BACKLOG)
     except OSError as exc:
         sock.close()
         raise SettingsError(
@@ -203,6 +208,12 @@ def serve(settings: Settings) -> int:
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=1,
+        backlog=_BACKLOG,
+        # X-Forwarded-For is believed only from --trusted-proxy: uvicorn would
+        # otherwise trust it from loopback, and a forged header from 127.0.0.1
+        # would pass --allow-cidr.
+        proxy_headers=bool(settings.trusted_proxy),
+        forwarded_allow_ips=[str(net) for net in settings.trusted_proxy],
     )
     listen = f"{settings.host}:{settings.port}"
     server = _Server(config, lambda: systemd.ready(f"serving on {listen}"))

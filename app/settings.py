@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     allow_cidr: Annotated[list[IPvAnyNetwork], NoDecode] = Field(
         default=[], description="Client networks allowed to use the API (repeatable)."
     )
+    trusted_proxy: Annotated[list[IPvAnyNetwork], NoDecode] = Field(
+        default=[],
+        description="Proxies whose X-Forwarded-For is believed (repeatable); default none.",
+    )
     priority: int = Field(default=100, ge=0, le=1000, description="0: never master.")
     priority_delay: float = Field(
         default=0.2, ge=0, le=10, description="Campaign delay per higher-priority member, s."
@@ -132,7 +136,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"{url!r} must not have a path")
         return [url.rstrip("/") for url in value]
 
-    @field_validator("allow_cidr", mode="before")
+    @field_validator("allow_cidr", "trusted_proxy", mode="before")
     @classmethod
     def _split_cidrs(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -185,6 +189,8 @@ class Settings(BaseSettings):
             )
         if self.admin_token is not None and self.admin_token_file is not None:
             raise ValueError("admin_token_file: give the token or the file, not both")
+        if self.agent_port is not None and self.agent_port == self.port:
+            raise ValueError(f"agent_port: {self.agent_port} is already the API port")
         if (self.etcd_cert_file is None) != (self.etcd_key_file is None):
             raise ValueError("etcd_cert_file: a client certificate needs etcd_key_file too")
         return self

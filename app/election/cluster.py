@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Protocol
 
 from app import __version__
@@ -56,14 +57,24 @@ class ClusterSteps:
     members: tuple[Member, ...]
     control: ControlState
     check: Callable[[], CheckView]
+    #: The lease our member record was last written under; None before the first write.
+    member_lease: int | None = None
+    #: Another live process's record under our node id, while there is one.
+    id_taken_by: Member | None = None
 
     @property
     def in_maintenance(self) -> bool:
         return self.settings.node_id in self.control.maintenance
 
     def eligible(self) -> bool:
-        """May this node take the role: priority above 0, no maintenance, check passing."""
-        return self.settings.priority > 0 and not self.in_maintenance and self.check().ok
+        """May this node take the role: priority above 0, no maintenance, check passing,
+        and no other live process holding our node id."""
+        return (
+            self.settings.priority > 0
+            and not self.in_maintenance
+            and self.check().ok
+            and self.id_taken_by is None
+        )
 
     def publish(self, reason: str) -> None:
         raise NotImplementedError
@@ -93,19 +104,78 @@ class ClusterSteps:
         )
 
     async def publish_member(self) -> bool:
-        """Write our member record, bound to our lease."""
-        if self.lease_id is None:
+        """Write our member record, bound to our lease, unless another process holds our id.
+
+        The record is created with a create-if-absent transaction. A record
+        under our id that is not ours (another URL or start time, under
+        another lease) belongs to a live process with the same ``--node-id``:
+        we write nothing and stay ineligible until it is gone (a crashed
+        predecessor's record goes with its lease, within one TTL).
+        """
+        lease_id = self.lease_id
+        if lease_id is None:
             return False
+        key = member_key(self.settings.cluster, self.settings.node_id)
+        value = encode_member(self.member_record())
         try:
-            await self.store.put(
-                member_key(self.settings.cluster, self.settings.node_id),
-                encode_member(self.member_record()),
-                self.lease_id,
-            )
+            if self.member_lease == lease_id:
+                await self.store.put(key, value, lease_id)
+                return True
+            result = await self.store.acquire(key, value, lease_id)
+            if not result.won:
+                holder = result.holder
+                if holder is None:
+                    return False  # gone between compare and read: try again later
+                other = self._other_holder(holder, lease_id)
+                if other is not None:
+                    self._id_taken(other)
+                    return False
+                await self.store.put(key, value, lease_id)  # ours from an earlier lease
         except StoreError as exc:
             self.store_failed("member record", exc)
             return False
+        self.member_lease = lease_id
+        self._id_free()
         return True
+
+    def _other_holder(self, kv: KeyValue, lease_id: int) -> Member | None:
+        """The member of another process that ``kv`` (our member key) holds, or None."""
+        if kv.lease == lease_id:
+            return None
+        record = decode_member(kv.value)
+        if record is None:
+            self.log_garbage(kv, "overwriting it with this node's record")
+            return None
+        if (record.advertise_url, record.started_at) == (self.me.advertise_url, self.started_at):
+            return None
+        return record
+
+    def _id_taken(self, other: Member) -> None:
+        known = self.id_taken_by
+        self.id_taken_by = other
+        if known is not None and (known.advertise_url, known.started_at) == (
+            other.advertise_url,
+            other.started_at,
+        ):
+            return
+        started = datetime.fromtimestamp(other.started_at, UTC).isoformat(timespec="seconds")
+        log.warning(
+            "node id %s is held by a live member record of another process (url %s, "
+            "started %s); this node answers negative and waits until that record is gone "
+            "(a crashed predecessor's record expires within the lease TTL, %d s)",
+            self.settings.node_id,
+            other.advertise_url,
+            started.replace("+00:00", "Z"),
+            self.settings.lease_ttl,
+        )
+        self.publish(f"node id {self.settings.node_id} in use at {other.advertise_url}")
+
+    def _id_free(self) -> None:
+        if self.id_taken_by is None:
+            return
+        self.id_taken_by = None
+        log.info("node id %s is ours again: joining the election", self.settings.node_id)
+        self.publish("node id free again")
 
     async def refresh_members(self) -> bool:
         """Read every member record; rewrite ours if it is missing or out of date."""
