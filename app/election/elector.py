@@ -104,6 +104,7 @@ class Elector(ClusterSteps):
         self.control = ControlState()
         self.term_started = -math.inf
         self.store_reachable = False
+        self.store_failure: str | None = None  # the reason last logged at WARNING
         self.store_ok_until = -math.inf
         self.heartbeat = clock.now()
         self.last_transition: Transition | None = None
@@ -204,15 +205,15 @@ class Elector(ClusterSteps):
     def store_ok(self, t_send: float) -> None:
         if not self.store_reachable:
             log.info("store %s reachable", self.store.name)
-        self.store_reachable = True
+        self.store_reachable, self.store_failure = True, None
         self.store_ok_until = max(self.store_ok_until, t_send + self.settings.lease_ttl)
 
     def store_failed(self, op: str, exc: StoreError) -> None:
-        if self.store_reachable:
-            log.warning("store %s: %s failed: %s", self.store.name, op, exc)
-        else:
-            log.debug("store %s: %s failed: %s", self.store.name, op, exc)
-        self.store_reachable = False
+        """WARNING when a failure begins (at start too) or its reason changes; DEBUG repeats."""
+        reason = str(exc)
+        level = logging.DEBUG if reason == self.store_failure else logging.WARNING
+        log.log(level, "store %s: %s failed: %s", self.store.name, op, reason)
+        self.store_reachable, self.store_failure = False, reason
         for observer in self.observers:
             observer.store_error(type(exc).__name__)
         self.publish(f"store unreachable ({op}: {exc})")

@@ -69,15 +69,58 @@ class EtcdReplyError(StoreProtocolError):
 
 
 class _EndpointFailed(Exception):
-    """This endpoint cannot answer now; try the next one."""
+    """This endpoint cannot answer now; try the next one.
 
-    def __init__(self, reason: str, *, no_leader: bool = False) -> None:
+    ``refused``: it refused our client certificate (an auth error, not an outage).
+    """
+
+    def __init__(self, reason: str, *, no_leader: bool = False, refused: bool = False) -> None:
         super().__init__(reason)
         self.no_leader = no_leader
+        self.refused = refused
 
 
 class _TokenRejected(Exception):
     """etcd wants a (new) token."""
+
+
+# httpcore maps ssl errors of the handshake to ConnectError, but on asyncio an
+# ssl.SSLError raised by a later read (etcd's TLS alert refusing our client
+# certificate, under TLS 1.3) comes through raw.
+_TRANSPORT_ERRORS = (httpx.HTTPError, ssl.SSLError)
+_CERT_ADVICE = "check that it is signed by a CA etcd trusts, has not expired and allows client auth"
+_GATEWAY_CN = b"CommonName of client sending a request against gateway"
+
+
+def _connection_failure(what: str, exc: BaseException) -> _EndpointFailed:
+    """An operator's words for a request that failed below HTTP, from the exception chain.
+
+    httpx wraps the ssl module's errors (``ConnectError`` from a failed server
+    check, ``ReadError`` from etcd's TLS alert when it refuses our certificate).
+    """
+    link: BaseException | None = exc
+    for _ in range(8):  # the chain is short; bound the walk anyway
+        if link is None:
+            break
+        if isinstance(link, ssl.SSLCertVerificationError):
+            return _EndpointFailed(f"TLS: certificate verify failed: {link.verify_message}")
+        if isinstance(link, ssl.SSLError):
+            reason = str(link.reason or link)
+            alert = reason.partition("ALERT_")[2]
+            words = (alert or reason).lower().replace("_", " ")
+            if alert and ("CERTIFICATE" in alert or alert == "UNKNOWN_CA"):
+                return _EndpointFailed(
+                    f'refused our client certificate (TLS alert "{words}"): {_CERT_ADVICE}',
+                    refused=True,
+                )
+            return _EndpointFailed(f"TLS: {words}")
+        link = link.__cause__ or link.__context__
+    detail = str(exc)
+    return _EndpointFailed(f"{what}: {type(exc).__name__}" + (f": {detail}" if detail else ""))
+
+
+def _etcd_words(message: str) -> str:
+    return message.removeprefix("etcdserver: ").removeprefix("auth: ")
 
 
 def parse_first_json(content: bytes) -> JSONObject:
@@ -238,6 +281,7 @@ class EtcdClient:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout if bounded else math.inf
         failure = _EndpointFailed(f"no time left within the {self.timeout:g} s store timeout")
+        where = "etcd"
         tried = 0
         for _ in range(len(self.endpoints)):
             base = self.endpoints[self._current]
@@ -253,13 +297,16 @@ class EtcdClient:
                         f"no answer within the {self.timeout:g} s store timeout"
                     ) from exc
             except _EndpointFailed as exc:
-                failure = exc
+                failure, where = exc, f"etcd {base}"
                 log.debug("etcd endpoint %s failed: %s", base, exc)
                 self._current = (self._current + 1) % len(self.endpoints)
         cause = failure.__cause__ or failure
         if failure.no_leader:
             raise StoreNoLeader(f"etcd has no leader ({tried} endpoint(s) tried)") from cause
-        raise StoreUnavailable(f"no etcd endpoint answered ({tried} tried): {failure}") from cause
+        if failure.refused:
+            raise StoreAuthError(f"{where}: {failure}") from cause
+        summary = f"no etcd endpoint answered, {tried} tried"
+        raise StoreUnavailable(f"{where}: {failure} ({summary})") from cause
 
     async def _with_auth(self, base: str, request: Callable[..., Awaitable[T]], *args: Any) -> T:
         await self._ensure_ready(base)
@@ -286,8 +333,8 @@ class EtcdClient:
         try:
             async with asyncio.timeout(self.timeout):
                 reply = await self._client().get(base + "/version")
-        except (httpx.HTTPError, TimeoutError) as exc:
-            raise _EndpointFailed(f"GET /version: {type(exc).__name__}") from exc
+        except (*_TRANSPORT_ERRORS, TimeoutError) as exc:
+            raise _connection_failure("GET /version", exc) from exc
         version = self._decode(reply.status_code, reply.content, "GET /version").get("etcdserver")
         if not isinstance(version, str):
             raise StoreProtocolError(f"GET {base}/version has no etcdserver field")
@@ -302,13 +349,19 @@ class EtcdClient:
             if "authentication is not enabled" in exc.message:
                 log.warning("etcd auth is not enabled; sending no token")
                 return ""
-            raise StoreAuthError(f"etcd refused our credentials: {exc.message}") from exc
+            raise self._refused(base, exc.message) from exc
         except _TokenRejected as exc:
-            raise StoreAuthError(f"etcd refused our credentials: {exc}") from exc
+            raise self._refused(base, str(exc)) from exc
         token = obj.get("token")
         if not isinstance(token, str) or not token:
             raise StoreProtocolError("etcd authenticate reply has no token")
         return token
+
+    def _refused(self, base: str, message: str) -> StoreAuthError:
+        return StoreAuthError(
+            f"etcd {base}: refused the credentials of user {self._username!r}: "
+            f"{_etcd_words(message)}"
+        )
 
     # -- one request on one endpoint ---------------------------------------
 
@@ -334,8 +387,8 @@ class EtcdClient:
         try:
             async with asyncio.timeout(self.timeout):
                 return await self._client().post(url, json=body, headers=headers)
-        except (httpx.HTTPError, TimeoutError) as exc:
-            raise _EndpointFailed(f"POST {method}: {type(exc).__name__}") from exc
+        except (*_TRANSPORT_ERRORS, TimeoutError) as exc:
+            raise _connection_failure(f"POST {method}", exc) from exc
 
     async def _post(self, base: str, method: str, body: JSONObject) -> JSONObject:
         reply = await self._send(base, method, body)
@@ -343,6 +396,12 @@ class EtcdClient:
 
     def _decode(self, status: int, content: bytes, what: str) -> JSONObject:
         """The reply's first JSON object, or the mapped exception for an error reply."""
+        if status == 400 and content.startswith(_GATEWAY_CN):
+            raise _EndpointFailed(
+                "refused our client certificate: it has a Common Name, and with auth on "
+                "etcd's JSON gateway accepts only client certificates with an empty subject",
+                refused=True,
+            )
         if status >= 500 or status == 429:
             try:
                 _, message = grpc_error(parse_first_json(content)) or (0, "")
@@ -398,8 +457,8 @@ class EtcdClient:
                 if deadline < create_by:
                     return None
                 raise _EndpointFailed("watch was not created in time") from exc
-            except httpx.HTTPError as exc:
-                raise _EndpointFailed(f"watch: {type(exc).__name__}") from exc
+            except _TRANSPORT_ERRORS as exc:
+                raise _connection_failure("watch", exc) from exc
             if self._watch_verdict(first):
                 return first
             try:
@@ -410,7 +469,7 @@ class EtcdClient:
                             return result
             except TimeoutError:
                 return None
-            except httpx.HTTPError as exc:
+            except _TRANSPORT_ERRORS as exc:
                 raise _EndpointFailed(f"watch stream broke: {type(exc).__name__}") from exc
 
     async def _next_result(self, lines: AsyncIterator[str]) -> JSONObject:

@@ -89,11 +89,14 @@ class CA:
         client: bool = False,
         server: bool = True,
         expired: bool = False,
+        common_name: bool = True,
     ) -> Issued:
         """Issue ``<name>.crt``/``<name>.key``, valid for ``hosts`` (IPs or DNS names).
 
         ``client``/``server`` set the extended key usages; ``expired`` makes a
-        certificate whose validity ended yesterday.
+        certificate whose validity ended yesterday. ``common_name=False`` leaves
+        the subject empty (etcd's gateway, with auth on, refuses a client
+        certificate that has a Common Name).
         """
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
@@ -111,7 +114,7 @@ class CA:
             usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
         builder = (
             x509.CertificateBuilder()
-            .subject_name(_name(name))
+            .subject_name(_name(name) if common_name else x509.Name([]))
             .issuer_name(self._cert.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())

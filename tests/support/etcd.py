@@ -13,6 +13,12 @@ Two ways to start one::
     cluster.start(3, base_dir)
 
 or ``with EtcdCluster(base_dir, size=3) as cluster: ...``.
+
+With ``tls=EtcdTLS.make(dir)`` the client URLs are ``https://`` and etcd asks
+every client for a certificate signed by the test CA (``--client-cert-auth``);
+the helpers here then present the TLS bundle's client certificate. Peer URLs
+stay plain http on loopback. After :meth:`EtcdCluster.enable_auth` the helpers
+also send the root user's token.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import base64
 import os
 import signal
+import ssl
 import subprocess
 import tempfile
 import uuid
@@ -31,6 +38,8 @@ from typing import Any
 
 import httpx
 
+from app.store.etcd import prefix_range_end
+from tests.support.certs import CA, Issued
 from tests.support.nodes import wait_for
 from tests.support.ports import free_port
 
@@ -40,19 +49,72 @@ START_TIMEOUT = 20.0
 POLL_INTERVAL = 0.05
 
 
-def _get(url: str, timeout: float) -> httpx.Response | None:
+@dataclass(frozen=True)
+class EtcdTLS:
+    """TLS on etcd's client URLs: the CA, etcd's own certificate, and one for the helpers.
+
+    etcd's certificate carries both key usages: with ``--client-cert-auth``
+    its JSON gateway dials etcd's own gRPC port presenting that same
+    certificate, so it must be a valid client certificate too. The helpers'
+    certificate has no Common Name: with auth on, etcd 3.4's gateway answers
+    HTTP 400 to any client certificate that has one.
+    """
+
+    ca: CA
+    server: Issued
+    client: Issued
+
+    @classmethod
+    def make(cls, directory: Path) -> EtcdTLS:
+        ca = CA(directory, "etcd-ca")
+        server = ca.issue("etcd-server", server=True, client=True)
+        helper = ca.issue("etcd-helper", server=False, client=True, common_name=False)
+        return cls(ca, server, helper)
+
+    def args(self) -> list[str]:
+        return [
+            "--cert-file", str(self.server.cert),
+            "--key-file", str(self.server.key),
+            "--trusted-ca-file", str(self.ca.cert),
+            "--client-cert-auth",
+        ]  # fmt: skip
+
+    def context(self) -> ssl.SSLContext:
+        """What the helpers verify etcd with and present to it."""
+        context = ssl.create_default_context(cafile=str(self.ca.cert))
+        context.load_cert_chain(self.client.cert, self.client.key)
+        return context
+
+
+def _http(tls: EtcdTLS | None, timeout: float) -> httpx.Client:
+    verify: ssl.SSLContext | bool = tls.context() if tls is not None else True
+    return httpx.Client(trust_env=False, timeout=timeout, verify=verify)
+
+
+def _get(url: str, timeout: float, tls: EtcdTLS | None = None) -> httpx.Response | None:
     try:
-        with httpx.Client(trust_env=False, timeout=timeout) as client:
+        with _http(tls, timeout) as client:
             return client.get(url)
     except httpx.HTTPError:
         return None
 
 
-def _post(url: str, body: dict[str, Any], timeout: float, token: str | None = None) -> Any:
+def _post(
+    url: str,
+    body: dict[str, Any],
+    timeout: float,
+    token: str | None = None,
+    tls: EtcdTLS | None = None,
+) -> Any:
     headers = {"Authorization": token} if token else {}
-    with httpx.Client(trust_env=False, timeout=timeout) as client:
+    with _http(tls, timeout) as client:
         reply = client.post(url, json=body, headers=headers)
-    reply.raise_for_status()
+    if reply.is_error:
+        raise httpx.HTTPStatusError(
+            f"{url}: HTTP {reply.status_code} {reply.text[:300]}",
+            request=reply.request,
+            response=reply,
+        )
     return reply.json()
 
 
@@ -68,10 +130,13 @@ class EtcdMember:
     args: list[str]
     proc: subprocess.Popen[bytes] | None = None
     stopped: bool = field(default=False)
+    tls: EtcdTLS | None = None
+    token: str | None = None  # sent by the helpers once auth is on
 
     @property
     def client_url(self) -> str:
-        return f"http://{HOST}:{self.client_port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{HOST}:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
@@ -104,7 +169,7 @@ class EtcdMember:
     def healthy(self, timeout: float = 0.5) -> bool:
         """True when the member answers ``/health`` with ``{"health": "true"}``."""
         self._raise_if_exited()
-        reply = _get(self.client_url + "/health", timeout)
+        reply = _get(self.client_url + "/health", timeout, self.tls)
         if reply is None or reply.status_code != 200:
             return False
         try:
@@ -166,10 +231,14 @@ class EtcdMember:
         if self.stopped or not self.alive():
             return None
         try:
-            reply = _post(self.client_url + "/v3/maintenance/status", {}, timeout)
+            reply = self.post("/v3/maintenance/status", {}, timeout)
         except (httpx.HTTPError, ValueError):
             return None
         return reply if isinstance(reply, dict) else None
+
+    def post(self, path: str, body: dict[str, Any], timeout: float = 5.0) -> Any:
+        """POST ``body`` to ``path`` on this member, with TLS and the token if set."""
+        return _post(self.client_url + path, body, timeout, self.token, self.tls)
 
     def log_tail(self, size: int = 4000) -> str:
         chunks = []
@@ -180,7 +249,7 @@ class EtcdMember:
 
     def _serves(self) -> bool:
         self._raise_if_exited()
-        return _get(self.client_url + "/version", 0.5) is not None
+        return _get(self.client_url + "/version", 0.5, self.tls) is not None
 
     def _raise_if_exited(self) -> None:
         if self.proc is not None and self.proc.poll() is not None:
@@ -195,7 +264,8 @@ class EtcdCluster:
     ``extra_args`` are appended to every member's command line. ``peer_url``,
     if given, maps (member name, its real peer port) to the peer URL the
     member advertises to the others (a proxy in front of that port); the
-    member still listens on the real port.
+    member still listens on the real port. ``tls`` serves the client URLs
+    over https and demands client certificates (see :class:`EtcdTLS`).
     """
 
     def __init__(
@@ -204,11 +274,13 @@ class EtcdCluster:
         size: int = 1,
         extra_args: list[str] | None = None,
         peer_url: Callable[[str, int], str] | None = None,
+        tls: EtcdTLS | None = None,
     ) -> None:
         self.base_dir = base_dir
         self.size = size
         self.extra_args = list(extra_args or [])
         self.peer_url = peer_url
+        self.tls = tls
         self.members: list[EtcdMember] = []
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
 
@@ -238,14 +310,16 @@ class EtcdCluster:
         }
         initial = ",".join(f"{nm}={url}" for nm, url in advertised.items())
         token = f"vipmon-test-{uuid.uuid4().hex[:12]}"
+        scheme = "https" if self.tls is not None else "http"
+        tls_args = self.tls.args() if self.tls is not None else []
         for name, (client, peer) in zip(names, ports, strict=True):
             data_dir = base / f"{name}.etcd"
             log_path = base / f"{name}.log"
             args = [
                 "--name", name,
                 "--data-dir", str(data_dir),
-                "--listen-client-urls", f"http://{HOST}:{client}",
-                "--advertise-client-urls", f"http://{HOST}:{client}",
+                "--listen-client-urls", f"{scheme}://{HOST}:{client}",
+                "--advertise-client-urls", f"{scheme}://{HOST}:{client}",
                 "--listen-peer-urls", f"http://{HOST}:{peer}",
                 "--initial-advertise-peer-urls", advertised[name],
                 "--initial-cluster", initial,
@@ -254,9 +328,11 @@ class EtcdCluster:
                 "--logger", "zap",
                 "--log-outputs", str(log_path),
                 "--log-level", "error",
+                *tls_args,
                 *self.extra_args,
             ]  # fmt: skip
-            self.members.append(EtcdMember(name, client, peer, data_dir, log_path, args))
+            member = EtcdMember(name, client, peer, data_dir, log_path, args, tls=self.tls)
+            self.members.append(member)
         try:
             for member in self.members:
                 member.launch()
@@ -312,8 +388,8 @@ class EtcdCluster:
         target = self.member(i).status()
         assert target is not None, f"etcd member {self.member(i).name} does not answer"
         leader = self.member(self.leader_index(timeout=timeout))
-        _post(
-            leader.client_url + "/v3/maintenance/transfer-leadership",
+        leader.post(
+            "/v3/maintenance/transfer-leadership",
             {"targetID": target["header"]["member_id"]},
             timeout,
         )
@@ -330,27 +406,63 @@ class EtcdCluster:
             if member.stopped or not member.alive():
                 continue
             try:
-                reply = _post(member.client_url + "/v3/cluster/member/list", {}, timeout)
+                reply = member.post("/v3/cluster/member/list", {}, timeout)
             except (httpx.HTTPError, ValueError):
                 continue
             return {m["name"]: format(int(m["ID"]), "x") for m in reply.get("members", [])}
         raise AssertionError("no etcd member answered the member list")
 
     def enable_auth(self, password: str, user: str = "root") -> None:
-        """Create ``user`` with the ``root`` role and turn auth on, via the JSON gateway."""
-        url = self.members[0].client_url + "/v3/auth"
-        _post(url + "/user/add", {"name": user, "password": password}, 5.0)
-        _post(url + "/role/add", {"name": "root"}, 5.0)
-        _post(url + "/user/grant", {"user": user, "role": "root"}, 5.0)
-        _post(url + "/enable", {}, 5.0)
+        """Create ``user`` with the ``root`` role and turn auth on, via the JSON gateway.
+
+        The helpers then send that user's token (``user`` must be ``root``
+        for etcd to accept the enable).
+        """
+        first = self.members[0]
+        first.post("/v3/auth/user/add", {"name": user, "password": password})
+        first.post("/v3/auth/role/add", {"name": "root"})
+        first.post("/v3/auth/user/grant", {"user": user, "role": "root"})
+        first.post("/v3/auth/enable", {})
+        token = self.authenticate(user, password)
+        for member in self.members:
+            member.token = token
+
+    def authenticate(self, user: str, password: str) -> str:
+        """A token for ``user``; raises ``httpx.HTTPStatusError`` if etcd refuses."""
+        reply = _post(
+            self.members[0].client_url + "/v3/auth/authenticate",
+            {"name": user, "password": password},
+            5.0,
+            tls=self.tls,
+        )
+        return str(reply["token"])
+
+    def add_user(self, user: str, password: str, prefix: str) -> None:
+        """Create ``user`` with a role ``<user>-rw``: read-write on keys under ``prefix`` only."""
+        role = f"{user}-rw"
+        key = prefix.encode()
+        first = self.members[0]
+        first.post("/v3/auth/user/add", {"name": user, "password": password})
+        first.post("/v3/auth/role/add", {"name": role})
+        perm = {
+            "permType": "READWRITE",
+            "key": base64.b64encode(key).decode(),
+            "range_end": base64.b64encode(prefix_range_end(key)).decode(),
+        }
+        first.post("/v3/auth/role/grant", {"name": role, "perm": perm})
+        first.post("/v3/auth/user/grant", {"user": user, "role": role})
 
     def put(self, key: str, value: bytes, token: str | None = None) -> int:
-        """Write a key directly (no vipmon code involved); return the new revision."""
+        """Write a key directly (no vipmon code involved); return the new revision.
+
+        ``token`` overrides the one :meth:`enable_auth` keeps.
+        """
         body = {
             "key": base64.b64encode(key.encode()).decode(),
             "value": base64.b64encode(value).decode(),
         }
-        reply = _post(self.members[0].client_url + "/v3/kv/put", body, 5.0, token)
+        first = self.members[0]
+        reply = _post(first.client_url + "/v3/kv/put", body, 5.0, token or first.token, first.tls)
         return int(reply["header"]["revision"])
 
     def stop_all(self) -> None:

@@ -1,10 +1,12 @@
 """The elector's steps against the in-memory store on a fake clock."""
 
 import asyncio
+import logging
 
 from app.clock import FakeClock
 from app.election.elector import Elector
 from app.election.records import leader_key
+from app.errors import StoreAuthError, StoreUnavailable
 from app.role import Role
 from app.settings import load_settings
 from app.store.base import EventKind, KeyValue, WatchEvent
@@ -238,3 +240,19 @@ def test_a_control_key_change_is_a_hint_and_a_member_change_is_not_a_leader_even
     master.apply_event(WatchEvent(EventKind.PUT, pause, 101))
     assert master.control_hint.is_set()
     assert master.snapshot.is_master(w.clock.now())
+
+
+def test_store_failures_log_a_warning_when_they_begin_or_change_and_info_on_recovery(caplog):
+    w = World(1)
+    e = w.nodes[0]
+    refused = StoreAuthError("etcd https://e:2379: refused the credentials of user 'vipmon'")
+    e.store.fail_next(refused, count=3)
+    e.store.fail_next(StoreUnavailable("etcd https://e:2379: TLS: certificate verify failed"))
+    with caplog.at_level(logging.DEBUG, logger="vipmon.election"):
+        for _ in range(5):  # a node that never reached the store: the first failure is loud
+            run(e.ensure_lease())
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if "failed" in r.getMessage()]
+    assert [level for level, _ in said] == ["WARNING", "DEBUG", "DEBUG", "WARNING"]
+    assert "refused the credentials" in said[0][1] and "verify failed" in said[3][1]
+    assert any(r.levelname == "INFO" and "reachable" in r.getMessage() for r in caplog.records)
+    assert e.lease_id is not None

@@ -13,6 +13,7 @@ import base64
 import contextlib
 import json
 import logging
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,11 @@ from app.store.etcd import EtcdStore, prefix_range_end
 A, B = "http://a.test:2379", "http://b.test:2379"
 HEADER = {"cluster_id": "1", "member_id": "2", "revision": "17", "raft_term": "3"}
 NO_LEADER = {"error": "etcdserver: no leader", "message": "etcdserver: no leader", "code": 14}
+REFUSED = {
+    "error": "etcdserver: authentication failed, invalid user ID or password",
+    "message": "etcdserver: authentication failed, invalid user ID or password",
+    "code": 3,
+}
 BAD_TOKEN = {
     "error": "etcdserver: invalid auth token",
     "message": "etcdserver: invalid auth token",
@@ -479,10 +485,7 @@ def test_token_is_sent_raw_and_renewed_once_on_401(caplog: pytest.LogCaptureFixt
 
 
 def test_refused_credentials_raise_store_auth_error() -> None:
-    refused = {"error": "etcdserver: authentication failed, invalid user ID or password",
-               "message": "etcdserver: authentication failed, invalid user ID or password",
-               "code": 3}  # fmt: skip
-    gw = Gateway({"/v3/auth/authenticate": reply(refused, 400)})
+    gw = Gateway({"/v3/auth/authenticate": reply(REFUSED, 400)})
     with pytest.raises(StoreAuthError) as caught:
         run(gw.store(username="root", password="wrong"), lambda s: s.get("/k"))
     assert "wrong" not in str(caught.value)
@@ -640,3 +643,63 @@ def test_bad_settings_are_refused_at_construction(
 ) -> None:
     with pytest.raises(SettingsError):
         EtcdStore(endpoints, timeout=1.0, **tls)
+
+
+# -- TLS and auth failures, in an operator's words -----------------------------
+
+
+def _tls_error(cls: type[ssl.SSLError], reason: str, text: str) -> ssl.SSLError:
+    """An ssl error shaped like the ssl module's own (it sets these attributes in C)."""
+    error = cls(1, f"[SSL: {reason}] {text} (_ssl.c:1006)")
+    error.reason = reason  # type: ignore[misc]
+    return error
+
+
+def _raising(exc: BaseException) -> Route:
+    def route(request: httpx.Request) -> httpx.Response:
+        raise exc
+
+    return route
+
+
+def test_an_unknown_server_ca_names_the_endpoint_and_the_verify_failure() -> None:
+    verify = _tls_error(ssl.SSLCertVerificationError, "CERTIFICATE_VERIFY_FAILED", "failed")
+    verify.verify_message = "unable to get local issuer certificate"  # type: ignore[attr-defined]
+    connect = httpx.ConnectError("certificate verify failed")
+    connect.__cause__ = verify
+    gw = Gateway({"/version": _raising(connect)})
+    with pytest.raises(StoreUnavailable) as caught:
+        run(gw.store(), lambda s: s.get("/k"))
+    assert str(caught.value).startswith(
+        f"etcd {A}: TLS: certificate verify failed: unable to get local issuer certificate"
+    )
+
+
+def test_a_refused_client_certificate_is_an_auth_error_even_when_ssl_error_comes_raw() -> None:
+    # On asyncio, httpcore lets the SSLError of a read through unwrapped: etcd's
+    # TLS 1.3 alert arrives after the handshake, on the first read.
+    alert = _tls_error(ssl.SSLError, "SSLV3_ALERT_BAD_CERTIFICATE", "sslv3 alert bad certificate")
+    gw = Gateway({"/version": _raising(alert)})
+    with pytest.raises(StoreAuthError) as caught:
+        run(gw.store((A, B)), lambda s: s.get("/k"))
+    assert str(caught.value).startswith(
+        f'etcd {B}: refused our client certificate (TLS alert "bad certificate")'
+    )
+
+
+def test_a_client_certificate_with_a_common_name_is_an_auth_error() -> None:
+    # etcd 3.4 answers this in plain text, not JSON, when auth is on.
+    text = b"CommonName of client sending a request against gateway will be ignored and not used"
+    gw = Gateway({"/v3/auth/authenticate": httpx.Response(400, content=text)})
+    with pytest.raises(StoreAuthError, match=f"etcd {A}: refused our client certificate: it has"):
+        run(gw.store(username="vipmon", password="pw"), lambda s: s.get("/k"))
+
+
+def test_refused_credentials_name_the_endpoint_and_the_user() -> None:
+    gw = Gateway({"/v3/auth/authenticate": reply(REFUSED, 400)})
+    with pytest.raises(StoreAuthError) as caught:
+        run(gw.store(username="vipmon", password="wrong"), lambda s: s.get("/k"))
+    assert str(caught.value) == (
+        f"etcd {A}: refused the credentials of user 'vipmon': "
+        "authentication failed, invalid user ID or password"
+    )
