@@ -66,7 +66,7 @@ class Refusal(BaseModel):
 
 _REFUSALS: dict[int | str, dict[str, Any]] = {
     401: {"model": Refusal, "description": "No bearer token"},
-    403: {"model": Refusal, "description": "Wrong token, or client network not allowed"},
+    403: {"model": Refusal, "description": "Wrong token, network not allowed, or no client cert"},
     409: {"model": Refusal, "description": "Refused; the detail says why"},
     503: {"model": Refusal, "description": "The store is unreachable"},
 }

@@ -29,6 +29,7 @@ from app.http.models import (
     RoleInfo,
     TransitionInfo,
 )
+from app.http.tls import AdminNeedsClientCert
 from app.metrics import Metrics
 from app.probe.answer import PROBE_METHODS, PROBE_ROUTES
 from app.probe.asgi import ProbeApp, Prober
@@ -52,6 +53,7 @@ def create_app(
     allow_networks: Sequence[Network] = (),
     metrics: Metrics | None = None,
     docs: bool = False,
+    admin_needs_client_cert: bool = False,
 ) -> ASGIApp:
     """The whole HTTP application: the probe routes in front of the JSON API.
 
@@ -59,6 +61,8 @@ def create_app(
     routes exist only with both ``commands`` and ``admin_token``;
     ``allow_networks``, when not empty, limits every path (probes included) to
     those clients. ``docs`` serves ``/docs`` and ``/redoc``.
+    ``admin_needs_client_cert``: ``/admin`` paths answer 403 to a connection
+    without a verified TLS client certificate.
     """
     api = create_api(
         node,
@@ -70,6 +74,8 @@ def create_app(
         docs=docs,
     )
     app: ASGIApp = ProbeApp(node, clock, api, metrics.probes if metrics else None)
+    if admin_needs_client_cert:
+        app = AdminNeedsClientCert(app)
     if allow_networks:
         app = AllowNetworks(app, networks=allow_networks)
     return app
