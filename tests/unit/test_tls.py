@@ -20,6 +20,7 @@ from app.http.tls import (
 )
 from app.settings import load_settings
 from tests.support.certs import CA, Issued
+from tests.support.certs import client_context as trusting
 
 
 @pytest.fixture
@@ -117,11 +118,6 @@ def handshake(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext) -> bytes:
             assert cert is not None
             return cert
     raise AssertionError("the handshake did not finish in 20 rounds")
-
-
-def trusting(ca: CA) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=ca.cert)
-    return ctx
 
 
 def der(pair: Issued) -> bytes:
