@@ -117,3 +117,30 @@ def test_haproxy_follows_a_failover_over_tls_never_two_up(tmp_path: Path):
     seen = [s.up for s in sampler.samples]
     assert frozenset({old.node_id}) in seen and frozenset({new.node_id}) in seen
     assert seen.index(frozenset({old.node_id})) < seen.index(frozenset({new.node_id}))
+
+
+@pytest.mark.slow
+def test_agent_check_stays_plain_tcp_beside_a_tls_check(tmp_path: Path):
+    """check-ssl wraps the HTTP check only: HAProxy still reads vipmon's plain agent port."""
+    ca = CA(tmp_path / "ca")
+    server = ca.issue("server")
+    agent = free_port()
+    args = ["--state-dir", str(tmp_path / "state"), "--agent-port", str(agent)]
+    args += ["--tls-cert-file", str(server.cert), "--tls-key-file", str(server.key)]
+    style = ["--check", "agent", "--agent-port", str(agent), "--tls", "--ca-file", str(ca.cert)]
+    with Cluster(tmp_path, args, tls=client(ca)) as cluster:
+        cluster.add("n1")
+        cluster.wait_master(timeout=20)
+        with hap.short_dir() as d:
+            proxy, _ = start_proxy(cluster, d, *style)
+            with proxy:
+                wait_for(
+                    lambda: _up_by_agent(proxy.stats()["n1"]),
+                    timeout=20,
+                    interval=0.1,
+                    what="the master UP by a TLS check and the plain agent's 'up'",
+                )
+
+
+def _up_by_agent(row: dict[str, str]) -> bool:
+    return row["status"] == "UP" and row["last_agt"] == "via agent : up"
