@@ -39,6 +39,19 @@ def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(_flag(name), dest=name, default=None, help=help_text)
 
 
+def _add_client_tls(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ca-file", type=Path, help="CA that signed the node's certificate")
+    parser.add_argument("--cert-file", type=Path, help="client certificate, for nodes that ask")
+    parser.add_argument("--key-file", type=Path, help="its private key")
+
+
+def _verify(args: argparse.Namespace) -> Any:
+    """httpx's ``verify``: an SSL context from --ca-file/--cert-file/--key-file, or True."""
+    from app.http.tls import client_context
+
+    return client_context(args.ca_file, args.cert_file, args.key_file)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vipmon", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"vipmon {__version__}")
@@ -50,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="print the cluster as a table")
     status.add_argument("--url", default="http://127.0.0.1:8700", help="any node's API URL")
     status.add_argument("--timeout", type=float, default=2.0)
+    _add_client_tls(status)
 
     for name, help_text in ADMIN_COMMANDS.items():
         admin = sub.add_parser(name, help=help_text)
@@ -60,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
             help="file holding the admin token (default: $VIPMON_ADMIN_TOKEN)",
         )
         admin.add_argument("--timeout", type=float, default=60.0)
+        _add_client_tls(admin)
         if name == "switchover":
             admin.add_argument("--to", help="target node (default: the best eligible one)")
         if name == "maintenance":
@@ -80,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _run(args)
         if args.command == "status":
-            return _status(args.url, args.timeout)
+            return _status(args.url, args.timeout, _verify(args))
         if args.command == "openapi":
             return _openapi(args.output)
         if args.command in ADMIN_COMMANDS:
@@ -132,7 +147,7 @@ def _admin(args: argparse.Namespace) -> int:
     import httpx  # the client commands only: `vipmon run` never loads it
 
     try:
-        with httpx.Client(timeout=args.timeout) as client:
+        with httpx.Client(timeout=args.timeout, verify=_verify(args)) as client:
             reply = client.post(url, json=body, headers={"Authorization": f"Bearer {token}"})
     except httpx.HTTPError as exc:
         print(f"vipmon: cannot reach {url}: {exc}", file=sys.stderr)
@@ -151,12 +166,12 @@ def _admin(args: argparse.Namespace) -> int:
     return 0
 
 
-def _status(url: str, timeout: float) -> int:
+def _status(url: str, timeout: float, verify: Any = True) -> int:
     base = url.rstrip("/")
     import httpx
 
     try:
-        with httpx.Client(timeout=timeout) as client:
+        with httpx.Client(timeout=timeout, verify=verify) as client:
             cluster = client.get(f"{base}/cluster").json()
             role = client.get(f"{base}/role").json()
     except (httpx.HTTPError, ValueError) as exc:

@@ -1,7 +1,8 @@
 """Wiring for ``vipmon run``: store, elector thread, HTTP server, signals.
 
 On SIGTERM or SIGINT the node turns negative at once, deletes its leader key
-(guarded by its term), revokes its lease, stops serving and exits 0.
+(guarded by its term), revokes its lease, stops serving and exits 0. On SIGHUP
+it reads its TLS files again for new connections; the role is untouched.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from app.errors import SettingsError
 from app.hooks import HookRunner
 from app.http.app import create_app
 from app.http.protocol import ProbeProtocol
+from app.http.tls import ServerTls, TlsFiles
 from app.metrics import Metrics
 from app.probe.agent import AgentCheckServer
 from app.role import Role, Transition
@@ -178,6 +180,8 @@ class _Server(uvicorn.Server):
 def serve(settings: Settings) -> int:
     """Run one node until SIGTERM or SIGINT. Returns the exit status."""
     raise_open_file_limit()
+    files = TlsFiles.from_settings(settings)
+    tls = ServerTls(files) if files is not None else None
     store = open_store(settings)
     sock = listen_socket(settings)
     clock = MonotonicClock()
@@ -199,6 +203,7 @@ def serve(settings: Settings) -> int:
         allow_networks=settings.allow_cidr,
         metrics=metrics,
         docs=settings.docs,
+        admin_needs_client_cert=files is not None and files.admin_only,
     )
     config = uvicorn.Config(
         app,
@@ -214,6 +219,7 @@ def serve(settings: Settings) -> int:
         # would pass --allow-cidr.
         proxy_headers=bool(settings.trusted_proxy),
         forwarded_allow_ips=[str(net) for net in settings.trusted_proxy],
+        ssl_context_factory=(lambda _config, _default: tls.context) if tls else None,
     )
     listen = f"{settings.host}:{settings.port}"
     server = _Server(config, lambda: systemd.ready(f"serving on {listen}"))
@@ -232,7 +238,7 @@ def serve(settings: Settings) -> int:
     hooks.submit(Role.UNKNOWN, Role.UNKNOWN, 0, "starting")  # drops a VIP left by a crash
     check.start()
     try:
-        asyncio.run(_serve(server, election, sock, settings, systemd))
+        asyncio.run(_serve(server, election, sock, settings, systemd, tls))
     finally:
         systemd.close()
         sock.close()
@@ -255,12 +261,21 @@ async def _start_agent(settings: Settings, elector: Elector) -> AgentCheckServer
     return agent
 
 
+def _reload_tls(tls: ServerTls | None) -> None:
+    if tls is None:
+        log.info("SIGHUP received: no TLS configured, nothing to reload")
+        return
+    log.info("SIGHUP received: reloading TLS")
+    tls.reload()
+
+
 async def _serve(
     server: _Server,
     election: ElectionThread,
     sock: socket.socket,
     settings: Settings,
     systemd: Systemd,
+    tls: ServerTls | None,
 ) -> None:
     agent = await _start_agent(settings, election.elector)
     election.start()
@@ -285,6 +300,7 @@ async def _serve(
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
+    loop.add_signal_handler(signal.SIGHUP, _reload_tls, tls)
     try:
         await server.serve(sockets=[sock])
     finally:

@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     host: str = Field(default="0.0.0.0", description="Address the HTTP API listens on.")
     port: int = Field(default=8700, ge=1, le=65535, description="HTTP API port.")
     advertise_url: str | None = Field(
-        default=None, description="URL peers and operators use; default http://<host>:<port>."
+        default=None, description="URL peers and operators use; default http(s)://<host>:<port>."
     )
     backend: Literal["local", "etcd"] = Field(default="local", description="Coordination store.")
     etcd_endpoints: Annotated[list[str], NoDecode] = Field(
@@ -111,6 +111,16 @@ class Settings(BaseSettings):
     on_standby: str | None = Field(default=None, description="Hook run on leaving master.")
     on_change: str | None = Field(default=None, description="Hook run on every role change.")
     hook_timeout: float = Field(default=30.0, gt=0, le=3600, description="Seconds per hook.")
+
+    # TLS on the HTTP API (the agent-check port stays plain TCP).
+    tls_cert_file: Path | None = Field(default=None, description="API server certificate (PEM).")
+    tls_key_file: Path | None = Field(default=None, description="Its private key (PEM).")
+    tls_client_ca_file: Path | None = Field(
+        default=None, description="CA that must have signed client certificates (PEM)."
+    )
+    tls_client_auth: Literal["all", "admin"] = Field(
+        default="all", description="Client certificate needed on every path, or on /admin only."
+    )
 
     @field_validator("etcd_endpoints", mode="before")
     @classmethod
@@ -193,7 +203,18 @@ class Settings(BaseSettings):
             raise ValueError(f"agent_port: {self.agent_port} is already the API port")
         if (self.etcd_cert_file is None) != (self.etcd_key_file is None):
             raise ValueError("etcd_cert_file: a client certificate needs etcd_key_file too")
+        self._check_tls()
         return self
+
+    def _check_tls(self) -> None:
+        if self.tls_cert_file is not None and self.tls_key_file is None:
+            raise ValueError("tls_cert_file: a server certificate needs tls_key_file too")
+        if self.tls_key_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_key_file: a key needs tls_cert_file too")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_client_ca_file: client certificates need tls_cert_file too")
+        if self.tls_client_auth == "admin" and self.tls_client_ca_file is None:
+            raise ValueError("tls_client_auth: 'admin' needs tls_client_ca_file")
 
     @property
     def effective_renew_interval(self) -> float:
@@ -233,7 +254,8 @@ class Settings(BaseSettings):
             host = socket.gethostname()
         elif ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self.tls_cert_file is not None else "http"
+        return f"{scheme}://{host}:{self.port}"
 
     @classmethod
     def settings_customise_sources(

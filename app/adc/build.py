@@ -13,7 +13,15 @@ import shlex
 from collections.abc import Callable
 
 from app.adc import f5, haproxy, nginx
-from app.adc.model import AdcError, AdcNode, check_name, parse_endpoint, parse_nodes, require_ip
+from app.adc.model import (
+    AdcError,
+    AdcNode,
+    TlsCheck,
+    check_name,
+    parse_endpoint,
+    parse_nodes,
+    require_ip,
+)
 from app.adc.timers import (
     Assessment,
     F5Timers,
@@ -44,11 +52,12 @@ _HAPROXY = {
     "state_file",
     "host_header",
 }
+_TLS = {"tls", "ca_file", "tls_server_name", "client_cert", "client_key"}
 APPLIES = {
-    "haproxy": _HAPROXY,
-    "haproxy-state": _HAPROXY,
-    "f5": {"interval", "timeout", "time_until_up", "partition", "host_header"},
-    "nginx-plus": {"interval", "jitter", "rise", "fall", "timeout", "host_header"},
+    "haproxy": _HAPROXY | _TLS,
+    "haproxy-state": _HAPROXY | _TLS,
+    "f5": {"interval", "timeout", "time_until_up", "partition", "host_header"} | _TLS,
+    "nginx-plus": {"interval", "jitter", "rise", "fall", "timeout", "host_header"} | _TLS,
     "nginx": {"connect_timeout", "tries"},
 }
 SPECIFIC = set().union(*APPLIES.values())
@@ -89,6 +98,8 @@ def _whole(args: argparse.Namespace, dest: str, default: int, least: int) -> int
 
 
 def _check_applies(args: argparse.Namespace) -> None:
+    if args.target == "nginx" and args.tls:
+        raise AdcError("--tls", "does not apply to nginx: the passive pattern never checks vipmon")
     for dest in sorted(SPECIFIC - APPLIES[args.target]):
         if getattr(args, dest) is not None:
             raise AdcError(_flag(dest), f"does not apply to {args.target}")
@@ -132,6 +143,27 @@ def _path(args: argparse.Namespace, dest: str, default: str) -> str:
     return value
 
 
+def _tls(args: argparse.Namespace, separate_key: bool) -> TlsCheck | None:
+    """The TLS of the checks, or None. ``separate_key``: the ADC takes the key apart."""
+    if not args.tls:
+        for dest in sorted(_TLS - {"tls"}):
+            if getattr(args, dest) is not None:
+                raise AdcError(_flag(dest), "needs --tls")
+        return None
+    if args.ca_file is None:
+        raise AdcError("--ca-file", "required with --tls: the checks verify vipmon's certificate")
+    name = args.tls_server_name
+    if name is not None and (not name or not set(name) <= _HOST_HEADER_CHARS):
+        raise AdcError("--tls-server-name", f"{name!r} is not a host name")
+    cert = _path(args, "client_cert", "/") if args.client_cert is not None else None
+    key = _path(args, "client_key", "/") if args.client_key is not None else None
+    if not separate_key and key is not None:
+        raise AdcError("--client-key", f"{args.target} takes the key in the --client-cert PEM")
+    if separate_key and (cert is None) != (key is None):
+        raise AdcError("--client-key", "give --client-cert and --client-key together")
+    return TlsCheck(_path(args, "ca_file", "/"), name, cert, key)
+
+
 def command_line(args: argparse.Namespace) -> str:
     """The canonical command that reproduces this output (only options that were given)."""
     words = ["vipmon", "adc-config", args.target]
@@ -141,7 +173,9 @@ def command_line(args: argparse.Namespace) -> str:
         words += ["--node", node]
     for dest in ["monitor_port", *sorted(SPECIFIC), "lease_ttl", "renew_interval", "lease_margin"]:
         value = getattr(args, dest)
-        if value is not None:
+        if value is True:
+            words.append(_flag(dest))
+        elif value is not None:
             words += [_flag(dest), f"{value:g}" if isinstance(value, float) else str(value)]
     if args.allow_overlap:
         words.append("--allow-overlap")
@@ -177,6 +211,7 @@ def _haproxy_config(args: argparse.Namespace, nodes: tuple[AdcNode, ...]) -> hap
         state_file=state_file,
         agent_port=args.agent_port,
         agent_inter=_positive(args, "agent_interval", interval),
+        tls=_tls(args, separate_key=False),
     )
 
 
@@ -215,6 +250,7 @@ def _build_f5(
         check_name(args.name or "vipmon", "--name"),
         check_name(args.partition or "Common", "--partition"),
         _host_header(args),
+        _tls(args, separate_key=True),
     )
     return f5.render(config, figures.lines, command)
 
@@ -243,11 +279,19 @@ def _build_nginx_plus(
     )
     figures = assess(timers, node)
     _refuse_overlap(args, figures, "--rise")
+    tls = _tls(args, separate_key=True)
+    if tls is not None and tls.server_name is None:
+        raise AdcError(
+            "--tls-server-name",
+            "required for nginx-plus with --tls: proxy_ssl_verify checks one name for "
+            "the whole upstream (the name in the nodes' certificates)",
+        )
     config = nginx.NginxConfig(
         parse_endpoint(args.vip, "--vip"),
         nodes,
         check_name(args.name or "vipmon", "--name"),
         _host_header(args),
+        tls=tls,
     )
     return nginx.render_plus(config, timers, figures.lines, command)
 

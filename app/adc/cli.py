@@ -75,6 +75,14 @@ def _add_adc_config(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     names.add_argument("--name", help="prefix of every object name (default vipmon)")
     names.add_argument("--host-header", help="Host header of the checks (default vipmon)")
     names.add_argument("--partition", help="F5 partition (default Common)")
+    tls = p.add_argument_group("checks over TLS (vipmon run --tls-cert-file; paths on the ADC)")
+    tls.add_argument(
+        "--tls", action="store_const", const=True, help="check vipmon's port over HTTPS"
+    )
+    tls.add_argument("--ca-file", help="CA that signed the nodes' certificates (required)")
+    tls.add_argument("--tls-server-name", help="SNI sent and name required in the certificate")
+    tls.add_argument("--client-cert", help="client certificate (HAProxy: with its key)")
+    tls.add_argument("--client-key", help="its key (F5, NGINX Plus)")
     lease = p.add_argument_group("the nodes' lease timers, for the figures")
     lease.add_argument("--lease-ttl", type=float, help="default 2")
     lease.add_argument("--renew-interval", type=float, help="default TTL/4")

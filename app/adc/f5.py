@@ -12,14 +12,15 @@ expressions, against the whole response (status line, headers, body):
 
 A status code plays no part: F5 ignores it. Members sharing a monitor port
 share one monitor; each other port gets its own (``destination *:PORT``).
-Rendering never fails; arguments are validated in :mod:`app.adc.cli`.
+With ``F5Config.tls`` the monitor is ``https`` (with ``cert``/``key`` for a
+client certificate). Rendering never fails; arguments are validated in :mod:`app.adc.cli`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.adc.model import AdcNode, Endpoint
+from app.adc.model import AdcNode, Endpoint, TlsCheck
 from app.adc.text import header
 from app.adc.timers import F5Timers
 
@@ -37,6 +38,7 @@ class F5Config:
     name: str = "vipmon"
     partition: str = "Common"
     host_header: str = "vipmon"
+    tls: TlsCheck | None = None
 
     def path(self, name: str) -> str:
         return f"/{self.partition}/{name}"
@@ -85,6 +87,35 @@ _NOTES = [
 ]
 
 
+def _tls_notes(config: F5Config) -> list[str]:
+    tls = config.tls
+    if tls is None:
+        return []
+    notes = [
+        "",
+        "TLS: an https monitor speaks HTTPS to the monitor port. It does NOT verify the",
+        "node's certificate by itself: to have it checked against the CA, give the monitor",
+        "a server-SSL profile that requires one (where the BIG-IP version offers it), e.g.",
+        f"  create ltm profile server-ssl {config.path(config.name + '_monitor_ssl')} "
+        f"defaults-from /Common/serverssl ca-file {tls.ca_file} peer-cert-mode require"
+        + (f" authenticate-name {tls.server_name}" if tls.server_name else ""),
+        f"  modify ltm monitor https <monitor> ssl-profile "
+        f"{config.path(config.name + '_monitor_ssl')}",
+    ]
+    if tls.client_cert:
+        notes += [
+            "cert/key: the client certificate the monitor presents to nodes run with",
+            "--tls-client-ca-file (BIG-IP certificate and key objects, imported first).",
+        ]
+    return notes
+
+
+def _client_cert(tls: TlsCheck | None) -> str:
+    if tls is None or tls.client_cert is None:
+        return ""
+    return f"cert {tls.client_cert} key {tls.client_key} "
+
+
 def render(config: F5Config, figures: tuple[str, ...], command: str) -> str:
     """The script text: comments, then one ``tmsh -c '...'`` per object, then save."""
     t = config.timers
@@ -92,14 +123,18 @@ def render(config: F5Config, figures: tuple[str, ...], command: str) -> str:
     per_member = len(ports) > 1
     lines = ["#!/bin/sh"]
     lines += header(
-        f"vipmon: F5 BIG-IP LTM objects for the VIP {config.vip}.", command, _NOTES, figures
+        f"vipmon: F5 BIG-IP LTM objects for the VIP {config.vip}.",
+        command,
+        [*_NOTES, *_tls_notes(config)],
+        figures,
     )
     lines += ["", "set -e"]
+    kind = "https" if config.tls else "http"
     for port in ports:
         lines.append(
-            f"tmsh -c 'create ltm monitor http {config.monitor_name(port)} "
-            f"defaults-from /Common/http interval {t.interval} timeout {t.timeout} "
-            f"time-until-up {t.time_until_up} destination *:{port} "
+            f"tmsh -c 'create ltm monitor {kind} {config.monitor_name(port)} "
+            f"defaults-from /Common/{kind} interval {t.interval} timeout {t.timeout} "
+            f"time-until-up {t.time_until_up} destination *:{port} {_client_cert(config.tls)}"
             f'send "{send_string(config.host_header)}" recv "{RECV}" '
             f'recv-disable "{RECV_DISABLE}"\''
         )

@@ -10,6 +10,10 @@ Three check styles (``HaproxyConfig.check``):
 
 :func:`render_state` writes the server-state seed that makes HAProxy 2.6
 start every server DOWN (by default 2.6 starts them UP until the first check).
+With ``HaproxyConfig.tls`` the HTTP check runs over TLS (``check-ssl``) and
+requires a certificate signed by the CA file (``verify required``); the
+agent-check stays plain TCP, as vipmon's agent port is.
+
 Rendering never fails; arguments are validated in :mod:`app.adc.cli`.
 """
 
@@ -18,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from app.adc.model import AdcNode, Endpoint
+from app.adc.model import AdcNode, Endpoint, TlsCheck
 from app.adc.text import duration, header
 from app.adc.timers import Assessment, HaproxyTimers
 
@@ -47,6 +51,7 @@ class HaproxyConfig:
     state_file: str | None = "/var/lib/haproxy/vipmon-servers.state"
     agent_port: int | None = None
     agent_inter: float = 1.0
+    tls: TlsCheck | None = None
 
     @property
     def backend(self) -> str:
@@ -78,6 +83,40 @@ _STYLE_NOTES = {
         "is UP at once; let a node sit as standby for one inter before it may lead.",
     ],
 }
+
+
+def _tls_notes(config: HaproxyConfig) -> list[str]:
+    tls = config.tls
+    if tls is None:
+        return []
+    notes = [
+        "",
+        "TLS: the check speaks HTTPS to the monitor port (check-ssl; the VIP traffic is",
+        "not touched) and needs a certificate signed by ca-file (verify required).",
+    ]
+    if tls.server_name:
+        notes.append("check-sni sends the name and verifyhost requires it in the certificate.")
+    else:
+        notes.append("The certificate's name is not checked; --tls-server-name adds that.")
+    if tls.client_cert:
+        notes += [
+            "crt is the client certificate for nodes run with --tls-client-ca-file: one PEM",
+            "holding the certificate and its key.",
+        ]
+    if config.check == "agent":
+        notes.append("The agent-check stays plain TCP: vipmon's agent port has no TLS.")
+    return notes
+
+
+def _tls_words(tls: TlsCheck | None) -> list[str]:
+    if tls is None:
+        return []
+    words = ["check-ssl", "verify required", f"ca-file {tls.ca_file}"]
+    if tls.server_name:
+        words += [f"check-sni {tls.server_name}", f"verifyhost {tls.server_name}"]
+    if tls.client_cert:
+        words.append(f"crt {tls.client_cert}")
+    return words
 
 
 def _timer_notes(config: HaproxyConfig, state_command: str) -> list[str]:
@@ -119,6 +158,7 @@ def _default_server(config: HaproxyConfig) -> str:
     t = config.timers
     words = [
         "check",
+        *_tls_words(config.tls),
         f"inter {duration(t.inter)}",
         f"fastinter {duration(t.fastinter)}",
         f"downinter {duration(t.downinter)}",
@@ -146,7 +186,12 @@ def render(config: HaproxyConfig, figures: Assessment, command: str) -> str:
     lines = header(
         f"vipmon: HAProxy 2.2+ config for the VIP {config.vip} ({config.check} check style).",
         command,
-        [*_STYLE_NOTES[config.check], "", *_timer_notes(config, state_command(command))],
+        [
+            *_STYLE_NOTES[config.check],
+            *_tls_notes(config),
+            "",
+            *_timer_notes(config, state_command(command)),
+        ],
         figures.lines,
     )
     lines += ["", "global", f"    stats socket {config.stats_socket} mode 660 level admin"]

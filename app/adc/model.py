@@ -52,6 +52,22 @@ class AdcNode:
         return Endpoint(self.app.host, self.monitor_port)
 
 
+@dataclass(frozen=True)
+class TlsCheck:
+    """Checks over TLS to vipmon's monitor port. Paths are files on the ADC.
+
+    ``ca_file`` signed the nodes' certificates; ``server_name``, when given, is
+    sent as SNI and required in the certificate; ``client_cert`` (and
+    ``client_key``, where the ADC takes it apart) is what the ADC presents to
+    nodes that ask for a client certificate.
+    """
+
+    ca_file: str
+    server_name: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+
+
 def parse_port(text: str, argument: str) -> int:
     """A TCP port 1..65535, or AdcError."""
     if not text.isdigit() or not 1 <= int(text) <= 65535:

@@ -8,6 +8,11 @@
   503; ``max_fails=0`` keeps nginx from marking any node down. This only works
   if every non-master node's *application* answers 503.
 
+With ``NginxConfig.tls`` the NGINX Plus check location proxies over HTTPS
+and verifies the certificate (``proxy_ssl_verify``) against the CA for the
+name given; client traffic is not touched. The passive pattern never talks to
+vipmon, so TLS does not apply to it.
+
 Rendering never fails; arguments are validated in :mod:`app.adc.cli`.
 """
 
@@ -15,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.adc.model import AdcNode, Endpoint
+from app.adc.model import AdcNode, Endpoint, TlsCheck
 from app.adc.text import duration, header
 from app.adc.timers import NginxPlusTimers
 
@@ -32,6 +37,7 @@ class NginxConfig:
     host_header: str = "vipmon"
     connect_timeout: float = 1.0
     tries: int = 0
+    tls: TlsCheck | None = None
 
     @property
     def upstream(self) -> str:
@@ -52,6 +58,37 @@ def _server_block(config: NginxConfig, directives: list[str], extra: list[str]) 
     ]
 
 
+def _tls_directives(tls: TlsCheck | None) -> list[str]:
+    if tls is None:
+        return []
+    lines = [
+        f"proxy_ssl_trusted_certificate {tls.ca_file};",
+        "proxy_ssl_verify on;",
+        "proxy_ssl_protocols TLSv1.2 TLSv1.3;",
+        f"proxy_ssl_name {tls.server_name};",
+        "proxy_ssl_server_name on;",
+    ]
+    if tls.client_cert:
+        lines += [
+            f"proxy_ssl_certificate {tls.client_cert};",
+            f"proxy_ssl_certificate_key {tls.client_key};",
+        ]
+    return [f"        {line}" for line in lines]
+
+
+def _tls_notes(tls: TlsCheck | None) -> list[str]:
+    if tls is None:
+        return []
+    notes = [
+        "TLS: the check location proxies to the monitor port over HTTPS and verifies the",
+        "certificate against proxy_ssl_trusted_certificate for proxy_ssl_name (sent as",
+        "SNI too). Client traffic in location / is not touched.",
+    ]
+    if tls.client_cert:
+        notes.append("proxy_ssl_certificate: for nodes run with --tls-client-ca-file.")
+    return notes
+
+
 def render_plus(
     config: NginxConfig, timers: NginxPlusTimers, figures: tuple[str, ...], command: str
 ) -> str:
@@ -65,6 +102,7 @@ def render_plus(
         "its timeouts (NGINX Plus takes a check's timeouts from proxy_connect_timeout and",
         "proxy_read_timeout of the location that holds health_check).",
         "Not checked by open-source nginx: health_check and match are NGINX Plus only.",
+        *_tls_notes(config.tls),
     ]
     check = " ".join(
         [
@@ -103,7 +141,8 @@ def render_plus(
                 "",
                 f"    location = {HEALTH_LOCATION} {{",
                 "        internal;",
-                f"        proxy_pass http://{config.upstream};",
+                f"        proxy_pass {'https' if config.tls else 'http'}://{config.upstream};",
+                *_tls_directives(config.tls),
                 f"        proxy_set_header Host {config.host_header};",
                 f"        proxy_connect_timeout {duration(timers.connect_timeout)};",
                 f"        proxy_read_timeout {duration(timers.read_timeout)};",

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -45,6 +46,7 @@ from app.store.base import EventKind, KeyValue, Store, WatchEvent
 log = logging.getLogger("vipmon.election")
 
 
+_URL = re.compile(r"https?://\S+")
 _TICK_MAX = 1.0  # s: the longest the tick sleeps (the snapshot's heartbeat, the check)
 _TICK_SLACK = 0.001  # s past a deadline before the tick looks again
 
@@ -211,9 +213,11 @@ class Elector(ClusterSteps):
     def store_failed(self, op: str, exc: StoreError) -> None:
         """WARNING when a failure begins (at start too) or its reason changes; DEBUG repeats."""
         reason = str(exc)
-        level = logging.DEBUG if reason == self.store_failure else logging.WARNING
+        # The same failure on another endpoint of a rotation is not a new reason.
+        kind = f"{type(exc).__name__}: {_URL.sub('<endpoint>', reason)}"
+        level = logging.DEBUG if kind == self.store_failure else logging.WARNING
         log.log(level, "store %s: %s failed: %s", self.store.name, op, reason)
-        self.store_reachable, self.store_failure = False, reason
+        self.store_reachable, self.store_failure = False, kind
         for observer in self.observers:
             observer.store_error(type(exc).__name__)
         self.publish(f"store unreachable ({op}: {exc})")

@@ -90,7 +90,7 @@ class Refusal(BaseModel):
 _REFUSALS: dict[int | str, dict[str, Any]] = {
     400: {"model": Refusal, "description": "The body is not JSON"},
     401: {"model": Refusal, "description": "No bearer token"},
-    403: {"model": Refusal, "description": "Wrong token, or client network not allowed"},
+    403: {"model": Refusal, "description": "Wrong token, network not allowed, or no client cert"},
     409: {"model": Refusal, "description": "Refused; the detail says why"},
     503: {"model": Refusal, "description": "The store is unreachable"},
 }
@@ -165,19 +165,15 @@ class AdminGate:
         self._expected = token.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "") if scope["type"] == "http" else ""
-        if not (path == "/admin" or path.startswith("/admin/")):
+        if scope["type"] != "http" or not _under_admin(scope.get("path", "")):
             await self.app(scope, receive, send)
             return
-        action = path.removeprefix("/admin").strip("/") or "-"
-        client = scope.get("client")
-        where = f"{client[0]}:{client[1]}" if client else "unknown"
         refusal = self._refusal(scope)
         if refusal is not None:
             status, detail = refusal
             headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
             await JSONResponse({"detail": detail}, status, headers)(scope, receive, send)
-            self._write(where, scope["method"], action, status, {"outcome": detail})
+            write_audit(scope, status, {"outcome": detail})
             return
         seen = {"status": 500}
 
@@ -191,7 +187,7 @@ class AdminGate:
         try:
             await self.app(scope, receive, watch)
         finally:
-            self._write(where, scope["method"], action, seen["status"], fields)
+            write_audit(scope, seen["status"], fields)
 
     def _refusal(self, scope: Scope) -> tuple[int, str] | None:
         given = next((v for k, v in scope.get("headers", ()) if k == b"authorization"), None)
@@ -202,27 +198,31 @@ class AdminGate:
             return 403, "wrong token"
         return None
 
-    @staticmethod
-    def _write(client: str, method: str, action: str, status: int, fields: dict[str, Any]) -> None:
-        args = fields.get("args")
-        outcome = fields.get("outcome") or ("ok" if status < 400 else "failed")
-        audit_log.info(
-            "admin %s %s from %s: %s -> %d %s",
-            method,
-            action,
-            client,
-            json.dumps(args, sort_keys=True) if args is not None else "-",
-            status,
-            outcome,
-            extra={
-                "event": "admin",
-                "client": client,
-                "action": action,
-                "arguments": args,
-                "status": status,
-                "outcome": outcome,
-            },
-        )
+
+def write_audit(scope: Scope, status: int, fields: dict[str, Any]) -> None:
+    """The audit line of one admin request: client, action, arguments, status, outcome."""
+    client = scope.get("client")
+    where = f"{client[0]}:{client[1]}" if client else "unknown"
+    action = scope.get("path", "").removeprefix("/admin").strip("/") or "-"
+    args = fields.get("args")
+    outcome = fields.get("outcome") or ("ok" if status < 400 else "failed")
+    audit_log.info(
+        "admin %s %s from %s: %s -> %d %s",
+        scope.get("method", "-"),
+        action,
+        where,
+        json.dumps(args, sort_keys=True) if args is not None else "-",
+        status,
+        outcome,
+        extra={
+            "event": "admin",
+            "client": where,
+            "action": action,
+            "arguments": args,
+            "status": status,
+            "outcome": outcome,
+        },
+    )
 
 
 class AllowNetworks:
@@ -249,6 +249,32 @@ class AllowNetworks:
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
             address = address.ipv4_mapped
         return any(address in net for net in self.networks)
+
+
+def _under_admin(path: str) -> bool:
+    path = "/" + path.lstrip("/")
+    return path == "/admin" or path.startswith("/admin/")
+
+
+class AdminNeedsClientCert:
+    """ASGI middleware: 403 on ``/admin`` paths for a connection without a client certificate.
+
+    The certificate was verified in the handshake; here only its presence in the
+    scope's TLS extension counts.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _under_admin(scope.get("path", "")):
+            tls = scope.get("extensions", {}).get("tls") or {}
+            if not tls.get("client_cert_chain"):
+                detail = "client certificate required"
+                await JSONResponse({"detail": detail}, 403)(scope, receive, send)
+                write_audit(scope, 403, {"outcome": detail})
+                return
+        await self.app(scope, receive, send)
 
 
 def install_body_errors(app: FastAPI) -> None:

@@ -20,6 +20,7 @@ from app import __version__
 from app.clock import Clock
 from app.http.admin import (
     AdminGate,
+    AdminNeedsClientCert,
     AllowNetworks,
     Commands,
     Network,
@@ -59,6 +60,7 @@ def create_app(
     allow_networks: Sequence[Network] = (),
     metrics: Metrics | None = None,
     docs: bool = False,
+    admin_needs_client_cert: bool = False,
 ) -> ASGIApp:
     """The whole HTTP application: the probe routes in front of the JSON API.
 
@@ -66,6 +68,8 @@ def create_app(
     routes exist only with both ``commands`` and ``admin_token``;
     ``allow_networks``, when not empty, limits every path (probes included) to
     those clients. ``docs`` serves ``/docs`` and ``/redoc``.
+    ``admin_needs_client_cert``: ``/admin`` paths answer 403 to a connection
+    without a verified TLS client certificate.
     """
     api = create_api(
         node,
@@ -77,6 +81,8 @@ def create_app(
         docs=docs,
     )
     app: ASGIApp = ProbeApp(node, clock, api, metrics.probes if metrics else None)
+    if admin_needs_client_cert:
+        app = AdminNeedsClientCert(app)
     if allow_networks:
         app = AllowNetworks(app, networks=allow_networks)
     return app

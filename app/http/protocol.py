@@ -22,13 +22,21 @@ same piece as the end of the previous request is counted from the next piece
 on, so it may reach twice the limit before it is refused. Like uvicorn's own
 400, the 431 is written at once: a pipelined answer still pending before it
 is lost.
+
+On a TLS connection every request's scope carries the ASGI TLS extension
+(``scope["extensions"]["tls"]``) with the client certificate the handshake
+verified, if any (see :mod:`app.http.tls`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
+from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from app.http.tls import peer_tls_extension
 
 _ONE_LINE_REQUEST = re.compile(rb"(GET|HEAD|OPTIONS) (/\S*)\r?\n")
 
@@ -44,6 +52,19 @@ class ProbeProtocol(HttpToolsProtocol):
     _first_data = True
     #: Bytes of the current request's head fed to the parser; None once the head is complete.
     _head_bytes: int | None = 0
+    #: The ASGI TLS extension of this connection; None on plain TCP.
+    _tls: dict[str, Any] | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            self._tls = peer_tls_extension(ssl_object)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._tls is not None:
+            self.scope["extensions"] = {"tls": self._tls}  # type: ignore[dict-item]
 
     def data_received(self, data: bytes) -> None:
         if self._first_data:

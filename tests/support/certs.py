@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,3 +131,11 @@ class CA:
         issued.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         _write_key(issued.key, key)
         return issued
+
+
+def client_context(ca: CA, cert: Issued | None = None) -> ssl.SSLContext:
+    """A client context trusting ``ca`` only, presenting ``cert`` when given."""
+    ctx = ssl.create_default_context(cafile=ca.cert)
+    if cert is not None:
+        ctx.load_cert_chain(cert.cert, cert.key)
+    return ctx

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -38,7 +39,11 @@ def wait_for(
 
 @dataclass
 class Node:
-    """One ``vipmon run`` child process."""
+    """One ``vipmon run`` child process.
+
+    ``tls``: the node serves HTTPS (its args carry the certificate); every request
+    of this class goes over HTTPS, verified with (and presenting) this client context.
+    """
 
     node_id: str
     port: int
@@ -46,10 +51,12 @@ class Node:
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
+    tls: ssl.SSLContext | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     @property
     def pid(self) -> int:
@@ -87,13 +94,13 @@ class Node:
         if self.proc is not None and self.proc.poll() is not None:
             raise AssertionError(f"{self.node_id} exited {self.proc.returncode}: {self.log()}")
         try:
-            httpx.get(self.url + "/health/live", timeout=0.5)
+            self.get("/health/live", timeout=0.5)
         except httpx.HTTPError:
             return False
         return True
 
     def get(self, path: str, timeout: float = 1.0) -> httpx.Response:
-        return httpx.get(self.url + path, timeout=timeout)
+        return httpx.get(self.url + path, timeout=timeout, verify=self.tls or True)
 
     def monitor(self) -> tuple[int, str]:
         """(status, body) of /monitor; (0, error) when it does not answer."""
@@ -148,10 +155,17 @@ class Node:
 class Cluster:
     """A set of nodes sharing one backend configuration."""
 
-    def __init__(self, base: Path, backend_args: list[str], env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        base: Path,
+        backend_args: list[str],
+        env: dict[str, str] | None = None,
+        tls: ssl.SSLContext | None = None,
+    ):
         self.base = base
         self.backend_args = backend_args
         self.env = env or {}
+        self.tls = tls
         self.nodes: list[Node] = []
 
     def add(self, node_id: str, extra: Iterable[str] = ()) -> Node:
@@ -161,6 +175,7 @@ class Cluster:
             [*self.backend_args, *extra],
             self.base / f"{node_id}.log",
             dict(self.env),
+            tls=self.tls,
         )
         self.nodes.append(node)
         return node.start()

@@ -217,6 +217,7 @@ def test_every_deploy_file_is_generated():
         "deploy/f5/vipmon-tmsh.sh",
         "deploy/haproxy/haproxy-agent.cfg",
         "deploy/haproxy/haproxy-drain.cfg",
+        "deploy/haproxy/haproxy-tls.cfg",
         "deploy/haproxy/haproxy.cfg",
         "deploy/haproxy/vipmon-servers.state",
         "deploy/nginx/vipmon-passive.conf",
