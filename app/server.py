@@ -2,7 +2,7 @@
 
 On SIGTERM or SIGINT the node turns negative at once, deletes its leader key
 (guarded by its term), revokes its lease, stops serving and exits 0. On SIGHUP
-it reads its TLS files again for new connections; the role is untouched.
+it reads its TLS files and its admin token file again; the role is untouched.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from app.election.records import leader_key
 from app.election.thread import ElectionThread
 from app.errors import SettingsError
 from app.hooks import HookRunner
+from app.http.admin import AdminToken
 from app.http.app import create_app
 from app.http.protocol import ProbeProtocol
 from app.http.tls import ServerTls, TlsFiles
@@ -193,13 +194,14 @@ def serve(settings: Settings) -> int:
     systemd = Systemd.from_environ(lambda: elector.heartbeat, clock, max_stale=live_window)
     elector.observers = (metrics, HookObserver(hooks), systemd.observer)
     election = ElectionThread(elector)
-    admin_token = settings.read_admin_token()
+    token_value = settings.read_admin_token()
+    token = AdminToken(token_value) if token_value else None
     app = create_app(
         elector,
         clock,
         live_window=live_window,
         commands=ThreadCommands(election, AdminCommands(elector)),
-        admin_token=admin_token,
+        admin_token=token,
         allow_networks=settings.allow_cidr,
         metrics=metrics,
         docs=settings.docs,
@@ -238,7 +240,7 @@ def serve(settings: Settings) -> int:
     hooks.submit(Role.UNKNOWN, Role.UNKNOWN, 0, "starting")  # drops a VIP left by a crash
     check.start()
     try:
-        asyncio.run(_serve(server, election, sock, settings, systemd, tls))
+        asyncio.run(_serve(server, election, sock, settings, systemd, tls, token))
     finally:
         systemd.close()
         sock.close()
@@ -261,12 +263,24 @@ async def _start_agent(settings: Settings, elector: Elector) -> AgentCheckServer
     return agent
 
 
-def _reload_tls(tls: ServerTls | None) -> None:
-    if tls is None:
-        log.info("SIGHUP received: no TLS configured, nothing to reload")
+def _reload(settings: Settings, tls: ServerTls | None, token: AdminToken | None) -> None:
+    """SIGHUP: read the TLS files and the admin token file again; keep whatever fails."""
+    token_file = settings.admin_token_file if token is not None else None
+    if tls is None and token_file is None:
+        log.info("SIGHUP received: no TLS configured and no admin token file, nothing to reload")
         return
-    log.info("SIGHUP received: reloading TLS")
-    tls.reload()
+    if tls is not None:
+        log.info("SIGHUP received: reloading TLS")
+        tls.reload()
+    if token is not None and token_file is not None:
+        try:
+            value = settings.read_admin_token()
+        except SettingsError as exc:
+            log.error("admin token reload failed, the previous token stays in use: %s", exc)
+        else:
+            if value is not None:  # always so: the file is set
+                token.replace(value)
+                log.info("admin token reloaded from %s", token_file)
 
 
 async def _serve(
@@ -276,6 +290,7 @@ async def _serve(
     settings: Settings,
     systemd: Systemd,
     tls: ServerTls | None,
+    token: AdminToken | None,
 ) -> None:
     agent = await _start_agent(settings, election.elector)
     election.start()
@@ -300,7 +315,7 @@ async def _serve(
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
-    loop.add_signal_handler(signal.SIGHUP, _reload_tls, tls)
+    loop.add_signal_handler(signal.SIGHUP, _reload, settings, tls, token)
     try:
         await server.serve(sockets=[sock])
     finally:

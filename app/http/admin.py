@@ -150,6 +150,20 @@ async def _forward(request: Request, call: Callable[[], Awaitable[dict[str, Any]
 _AUDIT = "vipmon_audit"
 
 
+class AdminToken:
+    """The admin token, replaceable while serving (SIGHUP re-reads ``--admin-token-file``)."""
+
+    def __init__(self, value: str) -> None:
+        self._expected = value.encode()
+
+    def replace(self, value: str) -> None:
+        self._expected = value.encode()
+
+    def matches(self, given: bytes) -> bool:
+        """Constant-time comparison with the current token."""
+        return hmac.compare_digest(given, self._expected)
+
+
 class AdminGate:
     """ASGI middleware for ``/admin``: the bearer token, then one audit line per request.
 
@@ -160,9 +174,9 @@ class AdminGate:
     holds the token.
     """
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    def __init__(self, app: ASGIApp, token: AdminToken) -> None:
         self.app = app
-        self._expected = token.encode()
+        self.token = token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not _under_admin(scope.get("path", "")):
@@ -194,7 +208,7 @@ class AdminGate:
         if not given:
             return 401, "missing bearer token"
         scheme, _, token = given.partition(b" ")
-        if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self._expected):
+        if scheme.lower() != b"bearer" or not self.token.matches(token.strip()):
             return 403, "wrong token"
         return None
 

@@ -21,6 +21,7 @@ from app.clock import Clock
 from app.http.admin import (
     AdminGate,
     AdminNeedsClientCert,
+    AdminToken,
     AllowNetworks,
     Commands,
     Network,
@@ -56,7 +57,7 @@ def create_app(
     *,
     live_window: float,
     commands: Commands | None = None,
-    admin_token: str | None = None,
+    admin_token: str | AdminToken | None = None,
     allow_networks: Sequence[Network] = (),
     metrics: Metrics | None = None,
     docs: bool = False,
@@ -94,7 +95,7 @@ def create_api(
     *,
     live_window: float,
     commands: Commands | None = None,
-    admin_token: str | None = None,
+    admin_token: str | AdminToken | None = None,
     metrics: Metrics | None = None,
     docs: bool = False,
 ) -> FastAPI:
@@ -237,5 +238,6 @@ def create_api(
     install_body_errors(app)
     if commands is not None and admin_token:
         app.include_router(admin_router(commands))
-        app.add_middleware(AdminGate, token=admin_token)
+        token = admin_token if isinstance(admin_token, AdminToken) else AdminToken(admin_token)
+        app.add_middleware(AdminGate, token=token)
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -101,3 +102,32 @@ def test_a_second_process_with_a_live_node_id_waits_and_cluster_shows_the_true_u
         assert violations(records) == []
         members = second.get("/cluster").json()["members"]
         assert [(m["id"], m["url"]) for m in members] == [("n1", second.url)]
+
+
+def test_sighup_rotates_the_admin_token_and_keeps_it_when_the_file_is_bad(tmp_path: Path):
+    old, new = "old-token-0123456789abcdef", "new-token-0123456789abcdef"
+    token_file = tmp_path / "admin.token"
+    token_file.write_text(old + "\n")
+    with local(tmp_path, tmp_path / "state") as c:
+        node = c.add("n1", ["--admin-token-file", str(token_file)])
+        c.wait_master()
+        term = node.role()["term"]
+
+        def resume(token: str) -> int:
+            headers = {"Authorization": f"Bearer {token}"}
+            return httpx.post(node.url + "/admin/resume", headers=headers, timeout=10).status_code
+
+        assert (resume(old), resume(new)) == (200, 403)
+        token_file.write_text(new + "\n")
+        node.signal(signal.SIGHUP)
+        wait_for(lambda: "admin token reloaded" in node.log(), timeout=10, what="the reload")
+        assert (resume(old), resume(new)) == (403, 200)
+
+        token_file.write_text("short\n")
+        node.signal(signal.SIGHUP)
+        wait_for(lambda: "admin token reload failed" in node.log(), timeout=10, what="the error")
+        assert resume(new) == 200
+        assert (node.role()["role"], node.role()["term"]) == ("MASTER", term)
+        log = node.log()
+    assert old not in log and new not in log
+    assert "Traceback" not in log
