@@ -23,12 +23,15 @@ from app.adc.model import (
     require_ip,
 )
 from app.adc.timers import (
+    HAPROXY_PROFILES,
+    NGINX_PLUS_PROFILES,
     Assessment,
     F5Timers,
     HaproxyTimers,
     NginxPlusTimers,
     NodeTiming,
     assess,
+    f5_profile,
     passive_lines,
 )
 
@@ -37,6 +40,7 @@ TARGETS = ("haproxy", "haproxy-state", "f5", "nginx-plus", "nginx")
 
 # Which target-specific options each target takes (the rest must stay unset).
 _HAPROXY = {
+    "profile",
     "interval",
     "fastinter",
     "downinter",
@@ -56,8 +60,9 @@ _TLS = {"tls", "ca_file", "tls_server_name", "client_cert", "client_key"}
 APPLIES = {
     "haproxy": _HAPROXY | _TLS,
     "haproxy-state": _HAPROXY | _TLS,
-    "f5": {"interval", "timeout", "time_until_up", "partition", "host_header"} | _TLS,
-    "nginx-plus": {"interval", "jitter", "rise", "fall", "timeout", "host_header"} | _TLS,
+    "f5": {"profile", "interval", "timeout", "time_until_up", "partition", "host_header"} | _TLS,
+    "nginx-plus": {"profile", "interval", "jitter", "rise", "fall", "timeout", "host_header"}
+    | _TLS,
     "nginx": {"connect_timeout", "tries"},
 }
 SPECIFIC = set().union(*APPLIES.values())
@@ -107,7 +112,10 @@ def _check_applies(args: argparse.Namespace) -> None:
 
 def _node_timing(args: argparse.Namespace) -> NodeTiming:
     ttl = _positive(args, "lease_ttl", 2.0)
-    timing = NodeTiming(ttl, args.renew_interval, _positive(args, "lease_margin", 0.5))
+    settle = args.settle_time if args.settle_time is not None else NodeTiming.settle_time
+    if settle < 0:
+        raise AdcError("--settle-time", f"{settle} must not be negative")
+    timing = NodeTiming(ttl, args.renew_interval, _positive(args, "lease_margin", 0.5), settle)
     if not 0 < timing.renew < ttl:
         raise AdcError("--renew-interval", f"{timing.renew} must be between 0 and the TTL {ttl}")
     if timing.lease_margin >= ttl:
@@ -171,7 +179,8 @@ def command_line(args: argparse.Namespace) -> str:
         words += ["--vip", args.vip]
     for node in args.node:
         words += ["--node", node]
-    for dest in ["monitor_port", *sorted(SPECIFIC), "lease_ttl", "renew_interval", "lease_margin"]:
+    lease = ["lease_ttl", "renew_interval", "lease_margin", "settle_time"]
+    for dest in ["monitor_port", *sorted(SPECIFIC), *lease]:
         value = getattr(args, dest)
         if value is True:
             words.append(_flag(dest))
@@ -182,16 +191,23 @@ def command_line(args: argparse.Namespace) -> str:
     return shlex.join(words)
 
 
+def _profile(args: argparse.Namespace) -> str:
+    return str(args.profile or "conservative")
+
+
 def _haproxy_config(args: argparse.Namespace, nodes: tuple[AdcNode, ...]) -> haproxy.HaproxyConfig:
-    interval = _positive(args, "interval", 1.0)
+    base = HAPROXY_PROFILES[_profile(args)]
+    interval = _positive(args, "interval", base.inter)
+    # Conservative: fastinter and downinter follow --interval, as they always have.
+    follows = _profile(args) == "conservative"
     timers = HaproxyTimers(
         inter=interval,
-        fastinter=_positive(args, "fastinter", interval),
-        downinter=_positive(args, "downinter", interval),
-        rise=_count(args, "rise", 3),
-        fall=_count(args, "fall", 1),
-        timeout_check=_positive(args, "timeout", 0.5),
-        timeout_connect=_positive(args, "connect_timeout", 1.0),
+        fastinter=_positive(args, "fastinter", interval if follows else base.fastinter),
+        downinter=_positive(args, "downinter", interval if follows else base.downinter),
+        rise=_count(args, "rise", base.rise),
+        fall=_count(args, "fall", base.fall),
+        timeout_check=_positive(args, "timeout", base.timeout_check),
+        timeout_connect=_positive(args, "connect_timeout", base.timeout_connect),
     )
     check: haproxy.CheckStyle = args.check or "status"
     if (check == "agent") != (args.agent_port is not None):
@@ -235,7 +251,8 @@ def _build_f5(
     args: argparse.Namespace, nodes: tuple[AdcNode, ...], node: NodeTiming, command: str
 ) -> str:
     interval = _whole(args, "interval", 1, 1)
-    timeout = _whole(args, "timeout", 3 * interval + 1, 1)
+    base = f5_profile(_profile(args), interval)
+    timeout = _whole(args, "timeout", base.timeout, 1)
     timers = F5Timers(interval, timeout, _whole(args, "time_until_up", timeout + interval, 0))
     vip = parse_endpoint(args.vip, "--vip")
     require_ip(vip, "--vip", "an F5 virtual server listens on an address")
@@ -265,15 +282,16 @@ def _build_nginx_plus(
             "NGINX Plus health_check takes one port= for every server; "
             f"the nodes use {sorted(ports)}",
         )
-    timeout = _positive(args, "timeout", 0.5)
-    jitter = args.jitter if args.jitter is not None else 0.0
+    base = NGINX_PLUS_PROFILES[_profile(args)]
+    timeout = _positive(args, "timeout", base.read_timeout)
+    jitter = args.jitter if args.jitter is not None else base.jitter
     if jitter < 0:
         raise AdcError("--jitter", f"{jitter} must not be negative")
     timers = NginxPlusTimers(
-        _positive(args, "interval", 1.0),
+        _positive(args, "interval", base.interval),
         jitter,
-        _count(args, "fall", 1),
-        _count(args, "rise", 3),
+        _count(args, "fall", base.fails),
+        _count(args, "rise", base.passes),
         timeout,
         timeout,
     )

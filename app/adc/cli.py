@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from app.adc.build import TARGETS, build
 from app.adc.model import AdcError
+from app.adc.timers import PROFILE_NAMES
 
 EXIT_USAGE = 2
 
@@ -42,6 +43,12 @@ def _add_adc_config(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument(
         "--monitor-port", type=int, metavar="N", help="vipmon's port on every node (default 8700)"
+    )
+    p.add_argument(
+        "--profile",
+        choices=PROFILE_NAMES,
+        help="timer defaults: conservative (whole seconds, the default) or fast "
+        "(sub-second checks); explicit timer flags override them",
     )
     timers = p.add_argument_group("check timers (seconds; each applies to some targets)")
     timers.add_argument("--interval", type=float, help="between checks (default 1)")
@@ -87,6 +94,7 @@ def _add_adc_config(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     lease.add_argument("--lease-ttl", type=float, help="default 2")
     lease.add_argument("--renew-interval", type=float, help="default TTL/4")
     lease.add_argument("--lease-margin", type=float, help="default 0.5")
+    lease.add_argument("--settle-time", type=float, help="the nodes' --settle-time (default 0.01)")
     p.add_argument(
         "--allow-overlap",
         action="store_true",

@@ -126,6 +126,15 @@ def _timer_notes(config: HaproxyConfig, state_command: str) -> list[str]:
         f"after rise = {t.rise} passes; the arithmetic below says whether that can ever hold",
         "two servers UP. on-marked-down shutdown-sessions cuts the sessions of a server",
         "that goes DOWN, so clients reconnect through the VIP to the new master.",
+        "",
+        "Hand-overs: while no server is UP HAProxy refuses new requests at once (tcp: the",
+        "connection closes; http: 503); nothing holds them across that gap. A request the",
+        "old master fails can still reach a server already UP: `option redispatch 1` with",
+        "`retries 3` tries a failed connect on another server (both modes), and in",
+        "--mode http `retry-on conn-failure empty-response response-timeout` resends a",
+        "request already sent. L7 retries replay only requests that fit in a buffer; keep",
+        "them to requests the application marks safe to repeat, e.g.",
+        "`http-request disable-l7-retry if METH_POST !{ req.hdr(Idempotency-Key) -m found }`.",
     ]
     if config.state_file:
         notes += [

@@ -11,9 +11,10 @@ instants, so the ADC shows two nodes UP at once only if
     D(T_fail) > g + U_min.
 
 :func:`assess` evaluates that for every way a master can go, with the lower
-bound of ``g`` each case has, and the worst-case crash failover
-``TTL + expiry lag + U_max``. Check round trips (milliseconds on a LAN) are
-left out of every figure.
+bound of ``g`` each case has (a planned hand-over: the settle time), and the
+worst-case crash failover ``TTL + expiry lag + U_max``. Check round trips
+(milliseconds on a LAN) are left out of every figure; instead a case counts
+as safe only with :data:`ROUND_TRIP_ALLOWANCE` to spare.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ from typing import Protocol
 
 ETCD_EXPIRY_LAG = 0.5
 """etcd deletes an expired lease up to 500 ms late (its lessor scans every 500 ms)."""
+
+ROUND_TRIP_ALLOWANCE = 0.05
+"""The least time to spare a case needs to count as safe: check round trips and the
+ADC's timer jitter are left out of the figures, so a closer call is refused."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,9 @@ class NodeTiming:
     lease_ttl: float = 2.0
     renew_interval: float | None = None
     lease_margin: float = 0.5
+    #: ``--settle-time``: on a planned release the old master is negative this long
+    #: before it deletes its key, so the new master turns positive no sooner.
+    settle_time: float = 0.01
 
     @property
     def renew(self) -> float:
@@ -80,8 +88,9 @@ class Case:
 class Assessment:
     """The figures for one set of timers.
 
-    ``safe``: in every case the new master is UP strictly later than the old one
-    is DOWN. ``overlap``: the longest time two can be UP (0 when ``safe``; a tie,
+    ``safe``: in every case the new master is UP at least
+    :data:`ROUND_TRIP_ALLOWANCE` later than the old one is DOWN. ``overlap``: the
+    longest time two can be UP (0 when ``safe``; a case closer than the allowance,
     which round trips decide, is unsafe with ``overlap`` 0).
     """
 
@@ -103,7 +112,11 @@ def cases(checks: CheckTimers, node: NodeTiming) -> list[Case]:
     ttl = f"TTL - keepalive = {seconds(node.lease_ttl - node.renew)}"
     after_crash = Bound(ttl, node.lease_ttl - node.renew)
     return [
-        Case("planned handover", Bound("0 s", 0.0), 0.0),
+        Case(
+            "planned handover",
+            Bound(f"settle {seconds(node.settle_time)}", node.settle_time),
+            0.0,
+        ),
         Case(
             "master lost the store",
             Bound(f"margin {seconds(node.lease_margin)}", node.lease_margin),
@@ -124,7 +137,8 @@ def assess(checks: CheckTimers, node: NodeTiming) -> Assessment:
     failover = max(expiry + up_max.seconds, checks.down_within(vanished.seconds).seconds)
     lines = [
         f"Timer arithmetic (vipmon lease TTL {seconds(node.lease_ttl)}, keepalive every "
-        f"{seconds(node.renew)}, margin {seconds(node.lease_margin)}; round trips left out):",
+        f"{seconds(node.renew)}, margin {seconds(node.lease_margin)}, settle "
+        f"{seconds(node.settle_time)}; round trips left out):",
         f"  old master DOWN <= {down_formula} after its last positive answer",
         f"  new master UP   >= {up_min.formula} = {seconds(up_min.seconds)} after it turns "
         "positive",
@@ -137,19 +151,31 @@ def assess(checks: CheckTimers, node: NodeTiming) -> Assessment:
         f"old DOWN {seconds(checks.down_within(vanished.seconds).seconds)}) = "
         f"{seconds(failover)}",
     ]
+    least, most = planned_gap(checks, node)
+    lines += [
+        "A planned hand-over (switchover, maintenance, SIGTERM) leaves no server UP for",
+        f"  settle + new UP - old DOWN: {seconds(least)} to {seconds(most)} (plus the release's "
+        "round trips).",
+    ]
     rows = []
     overlap, safe = 0.0, True
     for case in cases(checks, node):
         down = checks.down_within(case.t_fail).seconds
         up = case.gap.seconds + up_min.seconds
         overlap = max(overlap, down - up)
-        safe = safe and down < up
-        verdict = (
-            f"{seconds(up - down)} to spare" if down < up else f"TWO UP for {seconds(down - up)}"
-        )
+        safe = safe and up - down >= ROUND_TRIP_ALLOWANCE
+        if up - down >= ROUND_TRIP_ALLOWANCE:
+            verdict = f"{seconds(up - down)} to spare"
+        elif down < up:
+            verdict = f"TOO CLOSE: only {seconds(up - down)}, under the allowance"
+        else:
+            verdict = f"TWO UP for {seconds(down - up)}"
         rows.append((case.name, case.gap.formula, seconds(down), seconds(up), verdict))
     if safe:
-        lines.append("Two servers UP at once: never, in every case below.")
+        lines.append(
+            "Two servers UP at once: never, in every case below (each clears a "
+            f"{seconds(ROUND_TRIP_ALLOWANCE)} allowance for round trips)."
+        )
     else:
         lines.append(f"Two servers UP at once: YES, for up to {seconds(overlap)}.")
     lines.append("  case: new positive after >= g | old DOWN by | new UP no sooner | verdict")
@@ -268,3 +294,51 @@ def passive_lines(node: NodeTiming, tries: int, connect_timeout: float) -> tuple
         f"  proxy_next_upstream_tries = {tries} it tries every node, so it reaches the master",
         "  whenever there is one.",
     )
+
+
+def planned_gap(checks: CheckTimers, node: NodeTiming) -> tuple[float, float]:
+    """A planned hand-over's time with no server UP at the ADC: (least, most), round trips out.
+
+    The old master is negative at ``t0``; the ADC marks it DOWN between 0 and
+    ``down_within(0)`` later. The new master turns positive at ``t0 + settle``
+    and is UP between ``up_no_sooner`` and ``up_within`` after that.
+    """
+    down = checks.down_within(0.0).seconds
+    least = node.settle_time + checks.up_no_sooner().seconds - down
+    most = node.settle_time + checks.up_within().seconds
+    return max(0.0, least), most
+
+
+#: The timer profiles of ``vipmon adc-config --profile``. ``conservative`` (the
+#: default): whole seconds, as shipped from the start. ``fast``: sub-second checks (a
+#: few a second per node, trivial for the probe path), chosen with the nodes' default
+#: 10 ms settle time so that no way a master goes holds two servers UP. An explicit
+#: timer flag overrides its profile value; the arithmetic then judges the result.
+PROFILE_NAMES = ("conservative", "fast")
+
+HAPROXY_PROFILES = {
+    "conservative": HaproxyTimers(),
+    "fast": HaproxyTimers(
+        inter=0.2,
+        fastinter=0.25,
+        downinter=0.2,
+        rise=2,
+        fall=1,
+        timeout_check=0.15,
+        timeout_connect=0.2,
+    ),
+}
+
+NGINX_PLUS_PROFILES = {
+    "conservative": NginxPlusTimers(),
+    "fast": NginxPlusTimers(
+        interval=0.2, jitter=0.0, fails=1, passes=3, connect_timeout=0.15, read_timeout=0.15
+    ),
+}
+
+
+def f5_profile(profile: str, interval: int) -> F5Timers:
+    """F5's timers for ``interval``: conservative ``timeout 3i+1``, fast ``2i+1`` (one
+    lost probe is still not an outage); time-until-up ``timeout + i`` in both."""
+    timeout = (2 if profile == "fast" else 3) * interval + 1
+    return F5Timers(interval, timeout, timeout + interval)

@@ -12,23 +12,26 @@
 #   standby, unknown, maintenance: match neither    -> down when timeout passes without
 #                                                      a matching answer
 # interval: seconds between probes. timeout: a member with no matching answer for that
-# long is down; keep it >= 3 x interval + 1 so that one lost probe is not an outage.
+# long is down; keep it > 2 x interval so that one lost probe is not an outage (F5's
+# usual 3 x interval + 1 is the conservative profile; --profile fast uses 2 x interval + 1).
 # time-until-up: a member must answer well that long before it is up again. It must
 # exceed timeout, or a new master can be up while the old one still is (F5's defaults,
 # interval 5 timeout 16 time-until-up 0, allow up to 16 s of two members up).
 # Action on Service Down (service-down-action reset): when the old master goes down,
 # F5 resets its open connections so that clients reconnect to the new master.
 #
-# Timer arithmetic (vipmon lease TTL 2 s, keepalive every 0.5 s, margin 0.5 s; round trips left out):
+# Timer arithmetic (vipmon lease TTL 2 s, keepalive every 0.5 s, margin 0.5 s, settle 0.01 s; round trips left out):
 #   old master DOWN <= timeout (F5 waits that long for any good answer) after its last positive answer
 #   new master UP   >= time-until-up = 5 s after it turns positive
 #                   <= interval + time-until-up (rounded up to whole intervals) = 6 s
 #   T_fail: about 0 on a 503 or a refused port; stalled process: timeout = 4 s; vanished host: timeout = 4 s
 # Worst case from a master crash to all VIP traffic on the new master:
 #   max(TTL + 0.5 s etcd expiry lag + 6 s, old DOWN 4 s) = 8.5 s
-# Two servers UP at once: never, in every case below.
+# A planned hand-over (switchover, maintenance, SIGTERM) leaves no server UP for
+#   settle + new UP - old DOWN: 1.01 s to 6.01 s (plus the release's round trips).
+# Two servers UP at once: never, in every case below (each clears a 0.05 s allowance for round trips).
 #   case: new positive after >= g | old DOWN by | new UP no sooner | verdict
-#   planned handover: g 0 s | 4 s | 5 s | 1 s to spare
+#   planned handover: g settle 0.01 s | 4 s | 5.01 s | 1.01 s to spare
 #   master lost the store: g margin 0.5 s | 4 s | 5.5 s | 1.5 s to spare
 #   master killed: g TTL - keepalive = 1.5 s | 4 s | 6.5 s | 2.5 s to spare
 #   process stalled (T_fail 4 s): g TTL - keepalive = 1.5 s | 4 s | 6.5 s | 2.5 s to spare

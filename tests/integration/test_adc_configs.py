@@ -50,7 +50,9 @@ def test_generated_haproxy_config_is_valid(tmp_path, style):
     assert "Configuration file is valid" in done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("name", ["haproxy.cfg", "haproxy-drain.cfg", "haproxy-agent.cfg"])
+@pytest.mark.parametrize(
+    "name", ["haproxy.cfg", "haproxy-drain.cfg", "haproxy-agent.cfg", "haproxy-fast.cfg"]
+)
 def test_shipped_haproxy_configs_are_valid(name):
     done = hap.check_config(REPO / "deploy" / "haproxy" / name)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -81,7 +83,9 @@ def test_generated_nginx_snippet_is_valid(tmp_path, target):
     assert "test is successful" in done.stderr
 
 
-@pytest.mark.parametrize("name", ["vipmon-passive.conf", "vipmon-plus.conf"])
+@pytest.mark.parametrize(
+    "name", ["vipmon-passive.conf", "vipmon-plus.conf", "vipmon-plus-fast.conf"]
+)
 def test_shipped_nginx_snippets_are_valid(tmp_path, name):
     text = (REPO / "deploy" / "nginx" / name).read_text()
     done = ngx.check_config(tmp_path, _listen_on_loopback(ngx.strip_plus_only(text)))

@@ -51,7 +51,7 @@ def test_haproxy_status_style(capsys):
     assert "bind 10.0.0.100:443" in lines
     assert "load-server-state-from-file global" in lines
     # The figures are comments, so the output stays a valid haproxy.cfg.
-    assert "# Two servers UP at once: never, in every case below." in out
+    assert "# Two servers UP at once: never, in every case below" in out
     assert re.search(r"^#   max\(.*\) = 5\.5 s$", out, re.MULTILINE)
 
 
@@ -214,13 +214,16 @@ def generated_files():
 
 def test_every_deploy_file_is_generated():
     assert {p.relative_to(REPO).as_posix() for p in generated_files()} == {
+        "deploy/f5/vipmon-tmsh-fast.sh",
         "deploy/f5/vipmon-tmsh.sh",
         "deploy/haproxy/haproxy-agent.cfg",
         "deploy/haproxy/haproxy-drain.cfg",
+        "deploy/haproxy/haproxy-fast.cfg",
         "deploy/haproxy/haproxy-tls.cfg",
         "deploy/haproxy/haproxy.cfg",
         "deploy/haproxy/vipmon-servers.state",
         "deploy/nginx/vipmon-passive.conf",
+        "deploy/nginx/vipmon-plus-fast.conf",
         "deploy/nginx/vipmon-plus.conf",
     }
 
@@ -241,3 +244,47 @@ def test_adc_config_is_wired_into_vipmon(capsys):
     """``vipmon adc-config`` reaches the same code (needs app/cli.py to mount the parsers)."""
     assert cli.main(["adc-config", "haproxy", *BASE]) == 0
     assert "backend vipmon_nodes" in capsys.readouterr().out
+
+
+def test_fast_profile_timers_and_figures(capsys):
+    code, out, _ = run(capsys, "haproxy", *BASE, "--profile", "fast")
+    assert code == 0
+    assert "inter 200ms fastinter 250ms downinter 200ms rise 2 fall 1" in out
+    assert "timeout check 150ms" in out
+    assert "# Two servers UP at once: never" in out
+    assert "= 2.95 s" in out  # TTL 2 + 0.5 s expiry lag + downinter + (rise - 1) x fastinter
+    assert "planned handover: g settle 0.01 s | 0.2 s | 0.26 s | 0.06 s to spare" in out
+    assert "--profile fast" in out.splitlines()[1]
+
+
+def test_an_explicit_timer_overrides_the_profile_and_is_judged(capsys):
+    code, _, err = run(capsys, "haproxy", *BASE, "--profile", "fast", "--interval", "0.3")
+    assert code == 2  # DOWN within 0.3 s, new UP after settle + 0.25 s: a tie lost
+    assert "--rise" in err and "two servers UP" in err
+
+
+def test_the_settle_time_enters_the_planned_case(capsys):
+    code, out, _ = run(capsys, "haproxy", *BASE, "--profile", "fast", "--settle-time", "0.1")
+    assert code == 0
+    assert "planned handover: g settle 0.1 s | 0.2 s | 0.35 s | 0.15 s to spare" in out
+    code, _, err = run(capsys, "haproxy", *BASE, "--settle-time", "-1")
+    assert code == 2 and "--settle-time" in err
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("f5", "interval 1 timeout 3 time-until-up 4"),
+        ("nginx-plus", "interval=200ms jitter=0s fails=1 passes=3"),
+    ],
+)
+def test_fast_profile_of_f5_and_nginx_plus(capsys, target, expected):
+    code, out, _ = run(capsys, target, *BASE, "--profile", "fast")
+    assert code == 0
+    assert expected in out
+    assert "Two servers UP at once: never" in out
+
+
+def test_the_passive_nginx_pattern_has_no_profile(capsys):
+    code, _, err = run(capsys, "nginx", *BASE, "--profile", "fast")
+    assert code == 2 and "--profile" in err
