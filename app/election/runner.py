@@ -113,9 +113,7 @@ async def _campaign_loop(e: Elector, first_read: asyncio.Event) -> None:
             await e.clock.sleep(0.05)
             continue
         if not e.holds_key and e.leader is None and not e.leader_unknown:
-            delay = campaign_delay(
-                e.settings.priority, e.settings.node_id, e.members, e.settings.priority_delay
-            )
+            delay = free_key_delay(e)
             if delay > 0:
                 await e.clock.sleep(delay)
         ok = await e.campaign()
@@ -132,6 +130,20 @@ async def _campaign_loop(e: Elector, first_read: asyncio.Event) -> None:
             backoff.reset()
         else:
             await e.clock.sleep(backoff.next())
+
+
+def free_key_delay(e: Elector) -> float:
+    """How long to wait before campaigning for a free key.
+
+    The priority delay, except for a switchover's target: the record keeps
+    every other node out, so it goes at once.
+    """
+    record = e.control.switchover
+    if record is not None and record.to_id == e.me.node_id:
+        return 0.0
+    return campaign_delay(
+        e.settings.priority, e.settings.node_id, e.members, e.settings.priority_delay
+    )
 
 
 def _blocked(e: Elector) -> bool:

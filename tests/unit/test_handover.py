@@ -7,12 +7,14 @@ leave the cluster without a master, and asserts the safe outcome.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 from app.clock import FakeClock
-from app.election.control import Switchover, switchover_key
+from app.election.control import ControlState, Switchover, switchover_key
 from app.election.elector import Elector
 from app.election.records import leader_key
+from app.election.runner import free_key_delay
 from app.errors import StoreError, StoreUnavailable, SwitchoverFailed
 from app.settings import load_settings
 from app.store.memory import MemoryData, MemoryStore
@@ -212,3 +214,17 @@ def test_a_paused_cluster_keeps_its_master_when_its_check_fails():
         assert a.holds_key, "the paused cluster lost its master"
 
     run_virtual(w.clock, scenario())
+
+
+def test_a_switchover_target_campaigns_without_the_priority_delay():
+    """The record keeps every other node out: a lower-priority target need not wait."""
+    w = World(3)
+    target = w.nodes["n2"]
+    high = replace(target.member_record(), node_id="n3", priority=500)
+    target.members = (target.member_record(), high)
+    assert free_key_delay(target) == target.settings.priority_delay  # one higher member
+    record = Switchover("n1", "n2", 7)
+    target.control = ControlState(switchover=record)
+    assert free_key_delay(target) == 0.0
+    target.control = ControlState(switchover=Switchover("n1", "n3", 7))
+    assert free_key_delay(target) == target.settings.priority_delay
