@@ -3,8 +3,8 @@
 * :class:`HAProxy` runs ``haproxy -db -f <cfg>`` as a child and stops it by PID.
 * :class:`StateSampler` reads ``show servers state`` every ``interval`` s.
 * :class:`VipClient` sends ``GET /role`` through a frontend every ``interval``
-  s and records which node answered (the nodes' ``/role`` stands in for the
-  application).
+  s, on a new connection each time or on one kept alive, and records which
+  node answered (the nodes' ``/role`` stands in for the application).
 
 Every loop is bounded in count and time; all traffic is on 127.0.0.1.
 """
@@ -246,18 +246,26 @@ class VipAnswer:
 
 
 class VipClient(_Loop):
-    """``GET <url>/role`` every ``interval`` s; records who answered and as what."""
+    """``GET <url>/role`` every ``interval`` s; records who answered and as what.
 
-    def __init__(self, url: str, interval: float = 0.02, max_seconds: float = 300) -> None:
+    ``keep_alive``: reuse one connection while it lasts (HAProxy's
+    ``shutdown-sessions`` cuts it when its server goes DOWN) instead of
+    opening a new one for every request.
+    """
+
+    def __init__(
+        self, url: str, interval: float = 0.02, max_seconds: float = 300, keep_alive: bool = False
+    ) -> None:
         super().__init__(interval, max_seconds)
         self.url = url
         self.answers: list[VipAnswer] = []
         self._client = httpx.Client(timeout=0.5)
+        self._headers = {} if keep_alive else {"Connection": "close"}
 
     def step(self) -> None:
         start = time.monotonic()
         try:
-            r = self._client.get(self.url + "/role", headers={"Connection": "close"})
+            r = self._client.get(self.url + "/role", headers=self._headers)
             info = r.json() if r.status_code == 200 else {}
             answer = VipAnswer(
                 start,

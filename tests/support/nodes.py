@@ -64,6 +64,13 @@ class Node:
         return self.proc.pid
 
     def start(self) -> Node:
+        """Spawn the process and return once it serves (15 s at most)."""
+        self.spawn()
+        wait_for(self.answers, timeout=15, what=f"{self.node_id} to serve")
+        return self
+
+    def spawn(self) -> None:
+        """Spawn the process; :meth:`answers` says when it serves."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("VIPMON_")}
         env.update(self.env)
         env["PYTHONUNBUFFERED"] = "1"
@@ -87,8 +94,6 @@ class Node:
             self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=log)
         finally:
             log.close()
-        wait_for(self.answers, timeout=15, what=f"{self.node_id} to serve")
-        return self
 
     def answers(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
@@ -168,7 +173,7 @@ class Cluster:
         self.tls = tls
         self.nodes: list[Node] = []
 
-    def add(self, node_id: str, extra: Iterable[str] = ()) -> Node:
+    def _node(self, node_id: str, extra: Iterable[str] = ()) -> Node:
         node = Node(
             node_id,
             free_port(),
@@ -178,7 +183,20 @@ class Cluster:
             tls=self.tls,
         )
         self.nodes.append(node)
-        return node.start()
+        return node
+
+    def add(self, node_id: str, extra: Iterable[str] = ()) -> Node:
+        return self._node(node_id, extra).start()
+
+    def add_all(self, node_ids: Iterable[str]) -> list[Node]:
+        """Add and spawn several nodes at once; return once every one serves."""
+        added = [self._node(node_id) for node_id in node_ids]
+        for node in added:
+            node.spawn()
+        wait_for(
+            lambda: all(n.answers() for n in added), timeout=15, what="every new node to serve"
+        )
+        return added
 
     def masters(self) -> list[Node]:
         return [n for n in self.nodes if n.alive() and n.is_master()]
