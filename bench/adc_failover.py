@@ -111,6 +111,7 @@ class Run:
     overlap: float
     gap: float
     at_nodes: float | None
+    took_ms: float | None  # the switchover's own figure, from its reply
     requests: int
     failed: Counter[str] = field(default_factory=Counter)
     off_master: int = 0  # 200s served by a node that was not master
@@ -251,8 +252,11 @@ def settled(demo: Demo) -> str | None:
     return masters[0] if up == masters else None
 
 
-def switchover(demo: Demo, old: str, target: str, pollers: list[Poller]) -> tuple[float, float]:
-    """POST /admin/switchover to ``old``; (event time, seconds to ``target``'s first 200)."""
+def switchover(
+    demo: Demo, old: str, target: str, pollers: list[Poller]
+) -> tuple[float, float, float]:
+    """POST /admin/switchover to ``old``: the event time, the seconds to ``target``'s
+    first 200, and the seconds the node itself reports (``took_ms``)."""
     conn = http.client.HTTPConnection("127.0.0.1", demo.ports[old], timeout=40)
     conn.connect()  # before the clock starts: a connection set-up is no switchover time
     body = json.dumps({"to": target})
@@ -267,7 +271,7 @@ def switchover(demo: Demo, old: str, target: str, pollers: list[Poller]) -> tupl
             raise RuntimeError(f"switchover: HTTP {reply.status} {text[:300]!r}")
     finally:
         conn.close()
-    return t0, at_nodes
+    return t0, at_nodes, float(json.loads(text)["took_ms"]) / 1000
 
 
 def one_run(demo: Demo, event: str) -> Run:
@@ -279,13 +283,14 @@ def one_run(demo: Demo, event: str) -> Run:
     # Connected before the event; the switchover names its target, the first standby.
     pollers = [Poller(demo.ports[n]) for n in (others[:1] if event == "switchover" else others)]
     at_nodes: float | None = None
+    reported: float | None = None
     try:
         for poller in pollers:
             poller.positive()
         with Watch(demo) as watch:
             time.sleep(0.5)
             if event == "switchover":
-                t0, at_nodes = switchover(demo, old, others[0], pollers)
+                t0, at_nodes, reported = switchover(demo, old, others[0], pollers)
             else:
                 t0 = time.monotonic()
                 victim.stop(signal.SIGKILL if event == "crash" else signal.SIGTERM)
@@ -322,6 +327,7 @@ def one_run(demo: Demo, event: str) -> Run:
         overlap=sum(dt for (_, up), dt in zip(after, steps, strict=False) if len(up) > 1),
         gap=sum(dt for (_, up), dt in zip(after, steps, strict=False) if not up),
         at_nodes=at_nodes,
+        took_ms=reported,
         requests=len(answers),
         failed=Counter(
             f"{a.error} ({'kept-alive' if a.kept_alive else 'new conn'})"
@@ -358,13 +364,17 @@ def spread(values: list[float]) -> str:
 
 
 def bench_timer_set(
-    label: str, store_args: list[str] | None, events: list[tuple[str, int]], haproxy: str
+    label: str,
+    store_args: list[str] | None,
+    events: list[tuple[str, int]],
+    args: argparse.Namespace,
 ) -> dict[str, list[Run]]:
     demo = Demo(Path(tempfile.mkdtemp(prefix="vipmon-bench-")))
     results: dict[str, list[Run]] = {}
+    env = {"VIPMON_ADMIN_TOKEN": TOKEN, "VIPMON_LOG_LEVEL": args.node_log_level}
     try:
-        demo.start_nodes(3, store_args, {"VIPMON_ADMIN_TOKEN": TOKEN})
-        demo.start_haproxy(haproxy, TIMER_SETS[label])
+        demo.start_nodes(3, store_args, env)
+        demo.start_haproxy(args.haproxy, TIMER_SETS[label])
         try:
             for event, runs in events:
                 results[event] = [one_run(demo, event) for _ in range(runs)]
@@ -374,7 +384,10 @@ def bench_timer_set(
             raise
     finally:
         demo.stop()
-        shutil.rmtree(demo.workdir, ignore_errors=True)
+        if args.keep_logs:
+            print(f"  {label}: node logs kept in {demo.workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(demo.workdir, ignore_errors=True)
     return results
 
 
@@ -409,7 +422,7 @@ def details(results: dict[str, dict[str, list[Run]]]) -> list[str]:
     for label, by_event in results.items():
         for event, runs in by_event.items():
             lines.append(f"  {label} {event} (n={len(runs)}), min / median / p99:")
-            for name in ("failover", "old_down", "new_up", "overlap", "gap", "at_nodes"):
+            for name in ("failover", "old_down", "new_up", "overlap", "gap", "at_nodes", "took_ms"):
                 values = [getattr(r, name) for r in runs if getattr(r, name) is not None]
                 if values:
                     lines.append(f"    {name:<10} {spread(values)}")
@@ -438,6 +451,12 @@ def main() -> int:
         help="timer sets that also get the switchover and the SIGTERM",
     )
     parser.add_argument("--haproxy", default="/usr/sbin/haproxy")
+    parser.add_argument(
+        "--keep-logs", action="store_true", help="keep the nodes' and HAProxy's logs"
+    )
+    parser.add_argument(
+        "--node-log-level", choices=("debug", "info", "warning", "error"), default="info"
+    )
     args = parser.parse_args()
     labels = [t for t in args.timers.split(",") if t]
     load_labels = set(args.load_timers.split(","))
@@ -454,7 +473,8 @@ def main() -> int:
         "  VIP during every run (half on one kept-alive connection, half on new connections).",
         f"  p99 is the nearest rank: with {args.runs} (or {args.load_runs}) runs it is the max.",
         "  VIP failover: event -> first request through HAProxy served by the new master;",
-        "  at nodes: event -> the new master's own /monitor first answers 200;",
+        "  at nodes: event -> the new master's own /monitor first answers 200 (took_ms: the",
+        "  switchover's own figure in its reply, from the handler's start to the new term);",
         "  overlap/gap: time HAProxy showed two servers / no server UP, summed over the runs",
         "  (overlap) or per run (gap); non-master 200s: answers from a node that was not master.",
         "",
@@ -481,7 +501,7 @@ def main() -> int:
                     events = [("crash", args.runs)]
                     if label in load_labels and args.load_runs:
                         events += [("switchover", args.load_runs), ("sigterm", args.load_runs)]
-                    results[label] = bench_timer_set(label, store_args, events, args.haproxy)
+                    results[label] = bench_timer_set(label, store_args, events, args)
             finally:
                 if etcd is not None:
                     etcd.stop_all()
