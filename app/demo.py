@@ -27,7 +27,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -82,9 +82,11 @@ class Child:
     log: Path
     proc: subprocess.Popen[bytes] | None = None
     died_at: float | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    """Extra environment, on top of ours without its ``VIPMON_*`` variables."""
 
     def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("VIPMON_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VIPMON_")} | self.env
         with self.log.open("ab") as out:
             # A session of its own: a Ctrl-C in the terminal reaches the demo only.
             self.proc = subprocess.Popen(
@@ -133,8 +135,20 @@ class Demo:
     stats_socket: str = ""
     backend: str = ""
 
-    def start_nodes(self, count: int) -> None:
+    def start_nodes(
+        self,
+        count: int,
+        store_args: Sequence[str] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        """Start ``count`` nodes on the embedded store, or on ``store_args`` when given
+        (``--backend etcd --etcd-endpoints ...``), with ``env`` added to their environment."""
         state = self.workdir / "state"
+        store = (
+            list(store_args)
+            if store_args is not None
+            else ["--backend", "local", "--state-dir", str(state)]
+        )
         for i in range(1, count + 1):
             name, port = f"n{i}", free_port()
             argv = [
@@ -150,12 +164,9 @@ class Demo:
                 str(port),
                 "--advertise-url",
                 f"http://127.0.0.1:{port}",
-                "--backend",
-                "local",
-                "--state-dir",
-                str(state),
+                *store,
             ]
-            child = Child(name, argv, self.workdir / f"{name}.log")
+            child = Child(name, argv, self.workdir / f"{name}.log", env=dict(env or {}))
             child.start()
             self.nodes.append(child)
             self.ports[name] = port
