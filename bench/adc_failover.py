@@ -49,9 +49,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from app.adc import timers as adc_timers  # noqa: E402
 from app.adc.runtime import servers_state  # noqa: E402
-from app.adc.timers import HaproxyTimers, NodeTiming, assess  # noqa: E402
+from app.adc.timers import HAPROXY_PROFILES, HaproxyTimers, NodeTiming, assess  # noqa: E402
 from app.demo import Demo, wait_until  # noqa: E402
 from bench.failover import Poller, first_positive_elsewhere  # noqa: E402
 
@@ -64,22 +63,13 @@ RUN_LIMIT = 60.0
 REQUEST_TIMEOUT = 0.5
 TOKEN = secrets.token_hex(16)
 
-_FAST = HaproxyTimers(
-    inter=0.2,
-    fastinter=0.25,
-    downinter=0.2,
-    rise=2,
-    fall=1,
-    timeout_check=0.15,
-    timeout_connect=0.2,
-)
 TIMER_SETS = {
     "defaults": HaproxyTimers(
         inter=2, fastinter=2, downinter=2, rise=2, fall=3, timeout_check=2, timeout_connect=5
     ),
-    "conservative": HaproxyTimers(),
-    # ``vipmon adc-config --profile fast``, when app.adc.timers has it.
-    "fast": getattr(adc_timers, "PROFILES", {}).get("fast", _FAST),
+    # ``vipmon adc-config haproxy --profile conservative`` and ``--profile fast``
+    "conservative": HAPROXY_PROFILES["conservative"],
+    "fast": HAPROXY_PROFILES["fast"],
 }
 TIMER_NOTES = {
     "defaults": "HAProxy's defaults: inter/fastinter/downinter 2 s, rise 2, fall 3",
