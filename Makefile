@@ -69,7 +69,7 @@ lint: venv
 	$(BIN)/mypy
 
 test: system-deps venv lint
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest --durations=15 tests
 
 unit: venv
 	$(BIN)/python -m pytest tests/unit
