@@ -1,4 +1,4 @@
-"""The short chaos run: about two minutes of random faults against three etcd nodes.
+"""The short chaos run: about a minute and a half of random faults against three etcd nodes.
 
 It runs the same engine as ``bench/chaos.py`` (``make chaos``) with a random
 seed that it prints (set ``CHAOS_SEED`` to replay a schedule; the timing of a
@@ -24,7 +24,7 @@ from tests.chaos.engine import run_chaos
 
 pytestmark = [pytest.mark.slow, pytest.mark.etcd]
 
-CHAOS_SECONDS = 100.0
+CHAOS_SECONDS = 80.0
 
 
 def test_short_chaos_run_keeps_the_invariant(tmp_path: Path):

@@ -22,7 +22,7 @@ from tests.support.etcd import EtcdCluster
 from tests.support.nodes import Cluster, Node, wait_for
 from tests.support.ports import free_port
 
-ROUNDS = 5
+ROUNDS = 3
 
 
 @dataclass(frozen=True)
