@@ -86,8 +86,15 @@ class EtcdTLS:
         return context
 
 
+#: Client contexts, made once: httpx builds one per client otherwise, about 70 ms here.
+_CONTEXTS: dict[EtcdTLS | None, ssl.SSLContext] = {}
+
+
 def _http(tls: EtcdTLS | None, timeout: float) -> httpx.Client:
-    verify: ssl.SSLContext | bool = tls.context() if tls is not None else True
+    verify = _CONTEXTS.get(tls)
+    if verify is None:
+        verify = tls.context() if tls is not None else ssl.create_default_context()
+        _CONTEXTS[tls] = verify
     return httpx.Client(trust_env=False, timeout=timeout, verify=verify)
 
 
