@@ -265,14 +265,16 @@ async def _start_agent(settings: Settings, elector: Elector) -> AgentCheckServer
 
 def _reload(settings: Settings, tls: ServerTls | None, token: AdminToken | None) -> None:
     """SIGHUP: read the TLS files and the admin token file again; keep whatever fails."""
-    token_file = settings.admin_token_file if token is not None else None
-    if tls is None and token_file is None:
+    token_file = settings.admin_token_file
+    if token is None or token_file is None:
+        token = None  # a token given directly is read at start only
+    if tls is None and token is None:
         log.info("SIGHUP received: no TLS configured and no admin token file, nothing to reload")
         return
     if tls is not None:
         log.info("SIGHUP received: reloading TLS")
         tls.reload()
-    if token is not None and token_file is not None:
+    if token is not None:
         try:
             value = settings.read_admin_token()
         except SettingsError as exc:

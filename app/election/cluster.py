@@ -146,17 +146,14 @@ class ClusterSteps:
         if record is None:
             self.log_garbage(kv, "overwriting it with this node's record")
             return None
-        if (record.advertise_url, record.started_at) == (self.me.advertise_url, self.started_at):
+        if _process(record) == (self.me.advertise_url, self.started_at):
             return None
         return record
 
     def _id_taken(self, other: Member) -> None:
         known = self.id_taken_by
         self.id_taken_by = other
-        if known is not None and (known.advertise_url, known.started_at) == (
-            other.advertise_url,
-            other.started_at,
-        ):
+        if known is not None and _process(known) == _process(other):
             return
         started = datetime.fromtimestamp(other.started_at, UTC).isoformat(timespec="seconds")
         log.warning(
@@ -218,3 +215,8 @@ class ClusterSteps:
         if changed:
             self.publish("control keys changed")
         return True
+
+
+def _process(member: Member) -> tuple[str, float]:
+    """What tells one process's member record from another's under the same node id."""
+    return member.advertise_url, member.started_at

@@ -186,8 +186,7 @@ class AdminGate:
         if refusal is not None:
             status, detail = refusal
             headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-            await JSONResponse({"detail": detail}, status, headers)(scope, receive, send)
-            write_audit(scope, status, {"outcome": detail})
+            await _refuse(scope, receive, send, status, detail, headers)
             return
         seen = {"status": 500}
 
@@ -201,7 +200,7 @@ class AdminGate:
         try:
             await self.app(scope, receive, watch)
         finally:
-            write_audit(scope, seen["status"], fields)
+            _write_audit(scope, seen["status"], fields)
 
     def _refusal(self, scope: Scope) -> tuple[int, str] | None:
         given = next((v for k, v in scope.get("headers", ()) if k == b"authorization"), None)
@@ -213,7 +212,20 @@ class AdminGate:
         return None
 
 
-def write_audit(scope: Scope, status: int, fields: dict[str, Any]) -> None:
+async def _refuse(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    status: int,
+    detail: str,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """Answer an /admin request with ``status`` and ``detail``, and audit it."""
+    await JSONResponse({"detail": detail}, status, headers)(scope, receive, send)
+    _write_audit(scope, status, {"outcome": detail})
+
+
+def _write_audit(scope: Scope, status: int, fields: dict[str, Any]) -> None:
     """The audit line of one admin request: client, action, arguments, status, outcome."""
     client = scope.get("client")
     where = f"{client[0]}:{client[1]}" if client else "unknown"
@@ -284,9 +296,7 @@ class AdminNeedsClientCert:
         if scope["type"] == "http" and _under_admin(scope.get("path", "")):
             tls = scope.get("extensions", {}).get("tls") or {}
             if not tls.get("client_cert_chain"):
-                detail = "client certificate required"
-                await JSONResponse({"detail": detail}, 403)(scope, receive, send)
-                write_audit(scope, 403, {"outcome": detail})
+                await _refuse(scope, receive, send, 403, "client certificate required")
                 return
         await self.app(scope, receive, send)
 
