@@ -27,7 +27,7 @@ from typing import Protocol
 
 from app.clock import Clock
 from app.election.cluster import CheckView, ClusterSteps
-from app.election.control import ControlState, acquire_guards, control_prefix
+from app.election.control import ControlState, acquire_guards, campaign_delay, control_prefix
 from app.election.handover import Handover
 from app.election.lease import LeaseDeadline
 from app.election.records import (
@@ -321,6 +321,22 @@ class Elector(ClusterSteps):
             await self.store.revoke(lease_id)
         except StoreError as exc:
             log.debug("revoke of spare lease %d failed: %s", lease_id, exc)
+
+    def free_key_delay(self) -> float:
+        """How long to wait before campaigning for a free key.
+
+        The priority delay, except for a switchover's target: the record keeps
+        every other node out, so it goes at once.
+        """
+        record = self.control.switchover
+        if record is not None and record.to_id == self.me.node_id:
+            return 0.0
+        return campaign_delay(
+            self.settings.priority,
+            self.settings.node_id,
+            self.members,
+            self.settings.priority_delay,
+        )
 
     async def campaign(self) -> bool:
         """One acquire attempt, only with a valid lease. False on a store error.

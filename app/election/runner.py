@@ -15,7 +15,6 @@ import contextlib
 import logging
 import random
 
-from app.election.control import campaign_delay
 from app.election.elector import Elector
 from app.errors import ElectionCrashed
 
@@ -112,11 +111,18 @@ async def _campaign_loop(e: Elector, first_read: asyncio.Event) -> None:
         if not e.deadline.valid(e.clock.now()) or e.handover.releasing:
             await e.clock.sleep(0.05)
             continue
-        if not e.holds_key and e.leader is None and not e.leader_unknown:
-            delay = free_key_delay(e)
-            if delay > 0:
-                await e.clock.sleep(delay)
-        ok = await e.campaign()
+        if _stale_holder(e):
+            # We last saw another node hold the key. An acquire now would win at once
+            # if its lease had just expired, ahead of every higher-priority node: read.
+            ok = await e.verify_hold()
+            if ok and not e.holds_key and e.leader is None and not e.leader_unknown:
+                continue  # the key is free: campaign through the priority delay
+        else:
+            if not e.holds_key and e.leader is None and not e.leader_unknown:
+                delay = e.free_key_delay()
+                if delay > 0:
+                    await e.clock.sleep(delay)
+            ok = await e.campaign()
         if ok and _blocked(e):
             # The key is free but a control key kept us out: re-read them at once, so
             # that a switchover naming us is seen within a round trip, not a period.
@@ -132,18 +138,9 @@ async def _campaign_loop(e: Elector, first_read: asyncio.Event) -> None:
             await e.clock.sleep(backoff.next())
 
 
-def free_key_delay(e: Elector) -> float:
-    """How long to wait before campaigning for a free key.
-
-    The priority delay, except for a switchover's target: the record keeps
-    every other node out, so it goes at once.
-    """
-    record = e.control.switchover
-    if record is not None and record.to_id == e.me.node_id:
-        return 0.0
-    return campaign_delay(
-        e.settings.priority, e.settings.node_id, e.members, e.settings.priority_delay
-    )
+def _stale_holder(e: Elector) -> bool:
+    """A standby that last saw another node hold the key, and would wait for a free one."""
+    return not e.holds_key and e.leader is not None and e.leader != e.me and e.free_key_delay() > 0
 
 
 def _blocked(e: Elector) -> bool:

@@ -14,7 +14,6 @@ from app.clock import FakeClock
 from app.election.control import ControlState, Switchover, switchover_key
 from app.election.elector import Elector
 from app.election.records import leader_key
-from app.election.runner import free_key_delay
 from app.errors import StoreError, StoreUnavailable, SwitchoverFailed
 from app.settings import load_settings
 from app.store.memory import MemoryData, MemoryStore
@@ -222,9 +221,9 @@ def test_a_switchover_target_campaigns_without_the_priority_delay():
     target = w.nodes["n2"]
     high = replace(target.member_record(), node_id="n3", priority=500)
     target.members = (target.member_record(), high)
-    assert free_key_delay(target) == target.settings.priority_delay  # one higher member
+    assert target.free_key_delay() == target.settings.priority_delay  # one higher member
     record = Switchover("n1", "n2", 7)
     target.control = ControlState(switchover=record)
-    assert free_key_delay(target) == 0.0
+    assert target.free_key_delay() == 0.0
     target.control = ControlState(switchover=Switchover("n1", "n3", 7))
-    assert free_key_delay(target) == target.settings.priority_delay
+    assert target.free_key_delay() == target.settings.priority_delay
