@@ -1,5 +1,7 @@
-"""The ``vipmon`` command: ``run``, ``status`` and ``openapi``.
+"""vipmon: tells a load balancer which node of a cluster holds the master role.
 
+Every subcommand lives here: ``run`` (one node), ``status`` and the admin
+commands (clients of a running node), ``openapi``, ``adc-config`` and ``demo``.
 Setting errors end the process with status 2 and one line naming the field
 and the reason, never a traceback.
 """
@@ -11,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NoReturn, get_args, get_origin
 
 from app import __version__
 from app.errors import SettingsError
@@ -21,6 +23,13 @@ from app.settings import Settings, load_settings
 EXIT_USAGE = 2
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``vipmon run: error: ...``, status 2, no usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -28,7 +37,11 @@ def _flag(name: str) -> str:
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="TOML or YAML file of settings")
     for name, field in Settings.model_fields.items():
-        help_text = field.description or None
+        choices = (
+            list(get_args(field.annotation)) if get_origin(field.annotation) is Literal else None
+        )
+        # The choices are named in the help; Settings checks the value, as for a file.
+        help_text = _setting_help(name, field.description, field.default, choices)
         if field.annotation is bool:
             parser.add_argument(
                 _flag(name), dest=name, action="store_const", const="true", help=help_text
@@ -37,6 +50,20 @@ def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(_flag(name), dest=name, action="append", help=help_text)
         else:
             parser.add_argument(_flag(name), dest=name, default=None, help=help_text)
+
+
+def _setting_help(
+    name: str, description: str | None, default: Any, choices: list[Any] | None
+) -> str:
+    """A setting's description, its choices, its default and its variable name."""
+    parts = [(description or name.replace("_", " ")).rstrip(".")]
+    if choices:
+        parts.append("one of " + ", ".join(str(c) for c in choices))
+    if default not in (None, [], ()):
+        shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+        parts.append(f"default: {shown}")
+    parts.append(f"env VIPMON_{name.upper()}")
+    return "; ".join(parts).replace("%", "%%")
 
 
 def _add_client_tls(parser: argparse.ArgumentParser) -> None:
@@ -53,7 +80,10 @@ def _verify(args: argparse.Namespace) -> Any:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vipmon", description=__doc__.splitlines()[0])
+    parser = OneLineParser(
+        prog="vipmon",
+        description=__doc__.splitlines()[0],
+    )
     parser.add_argument("--version", action="version", version=f"vipmon {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -61,19 +91,29 @@ def build_parser() -> argparse.ArgumentParser:
     _add_setting_flags(run)
 
     status = sub.add_parser("status", help="print the cluster as a table")
-    status.add_argument("--url", default="http://127.0.0.1:8700", help="any node's API URL")
-    status.add_argument("--timeout", type=float, default=2.0)
+    status.add_argument(
+        "--url", default="http://127.0.0.1:8700", help="any node's API URL (default: %(default)s)"
+    )
+    status.add_argument(
+        "--timeout", type=float, default=2.0, help="seconds per request (default: %(default)s)"
+    )
     _add_client_tls(status)
 
     for name, help_text in ADMIN_COMMANDS.items():
         admin = sub.add_parser(name, help=help_text)
-        admin.add_argument("--url", default="http://127.0.0.1:8700", help="the node's API URL")
+        admin.add_argument(
+            "--url",
+            default="http://127.0.0.1:8700",
+            help="the node's API URL (default: %(default)s)",
+        )
         admin.add_argument(
             "--token-file",
             type=Path,
             help="file holding the admin token (default: $VIPMON_ADMIN_TOKEN)",
         )
-        admin.add_argument("--timeout", type=float, default=60.0)
+        admin.add_argument(
+            "--timeout", type=float, default=60.0, help="seconds to wait (default: %(default)s)"
+        )
         _add_client_tls(admin)
         if name == "switchover":
             admin.add_argument("--to", help="target node (default: the best eligible one)")
@@ -156,6 +196,13 @@ def _admin(args: argparse.Namespace) -> int:
         data = reply.json()
     except ValueError:
         data = {"detail": reply.text.strip()}
+    if reply.status_code == 404 and data.get("detail") == "Not Found":
+        print(
+            f"vipmon {args.command}: the admin API is off on {args.url} "
+            "(start that node with --admin-token-file or VIPMON_ADMIN_TOKEN)",
+            file=sys.stderr,
+        )
+        return 1
     if reply.status_code != 200:
         print(
             f"vipmon {args.command}: refused ({reply.status_code}): {data.get('detail', data)}",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from app.adc.build import TARGETS, build
 from app.adc.model import AdcError
@@ -28,7 +29,7 @@ that allow that are refused unless --allow-overlap is given.
 """
 
 
-def _add_adc_config(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_adc_config(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser(
         "adc-config", help="print a load balancer config for the nodes", description=_DESCRIPTION
     )
@@ -103,7 +104,7 @@ def _add_adc_config(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(func=run_adc_config)
 
 
-def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_demo(sub: argparse._SubParsersAction[Any]) -> None:
     from app.demo import add_demo_arguments, run_demo
 
     p = sub.add_parser(
@@ -117,7 +118,7 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run_demo)
 
 
-def add_adc_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_adc_parsers(sub: argparse._SubParsersAction[Any]) -> None:
     """Add the ``adc-config`` and ``demo`` subcommands to ``sub``."""
     _add_adc_config(sub)
     _add_demo(sub)
@@ -136,7 +137,9 @@ def run_adc_config(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one of the two subcommands on its own: ``python -m app.adc.cli adc-config ...``."""
-    parser = argparse.ArgumentParser(prog="vipmon")
+    from app.cli import OneLineParser
+
+    parser = OneLineParser(prog="vipmon")
     add_adc_parsers(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     status: int = args.func(args)
