@@ -37,6 +37,7 @@ from app.http.models import (
     MemberInfo,
     RoleInfo,
     TransitionInfo,
+    utc,
 )
 from app.metrics import Metrics
 from app.probe.answer import PROBE_METHODS, PROBE_ROUTES
@@ -156,7 +157,7 @@ def create_api(
             backend=BackendInfo(name=snap.backend, reachable=snap.store_reachable),
             last_transition=TransitionInfo.model_validate(
                 {
-                    "at": last.at_wall,
+                    "at": utc(last.at_wall),
                     "from": last.from_role,
                     "to": last.to_role,
                     "reason": last.reason,
@@ -183,7 +184,7 @@ def create_api(
                 role=Role.MASTER if m.node_id == snap.leader_id else Role.STANDBY,
                 is_master=m.node_id == snap.leader_id,
                 version=m.version,
-                started_at=m.started_at,
+                started_at=utc(m.started_at),
                 eligible=m.eligible,
                 priority=m.priority,
                 maintenance=m.maintenance,

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from pydantic import BaseModel, Field
 
 from app.role import Role
+
+
+def utc(seconds: float) -> datetime:
+    """Unix seconds as a UTC datetime: every JSON answer gives times in ISO 8601, UTC."""
+    return datetime.fromtimestamp(seconds, UTC)
 
 
 class LeaderInfo(BaseModel):
@@ -18,7 +25,7 @@ class BackendInfo(BaseModel):
 
 
 class TransitionInfo(BaseModel):
-    at: float = Field(description="Wall-clock time of the transition, Unix seconds.")
+    at: datetime = Field(description="Wall-clock time of the transition, ISO 8601 in UTC.")
     from_role: Role = Field(alias="from")
     to_role: Role = Field(alias="to")
     reason: str
@@ -55,7 +62,7 @@ class MemberInfo(BaseModel):
     role: Role = Field(description="MASTER for the node named by the leader key, else STANDBY.")
     is_master: bool
     version: str
-    started_at: float
+    started_at: datetime = Field(description="When that node's process started, ISO 8601 UTC.")
     eligible: bool
     priority: int
     maintenance: bool

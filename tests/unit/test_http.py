@@ -1,6 +1,7 @@
 """The HTTP layer against fixed snapshots and a fake clock: no store, no I/O."""
 
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -31,8 +32,13 @@ MASTER = Snapshot(
     leader_url="http://n1:8700",
     leader_term=42,
     loop_heartbeat=NOW,
-    members=(Member("n1", "http://n1:8700"), Member("n2", "http://n2:8700")),
-    last_transition=Transition(1.0, Role.STANDBY, Role.MASTER, "acquired the leader key"),
+    members=(
+        Member("n1", "http://n1:8700", started_at=1_780_000_000.0),
+        Member("n2", "http://n2:8700"),
+    ),
+    last_transition=Transition(
+        1_780_000_000.25, Role.STANDBY, Role.MASTER, "acquired the leader key"
+    ),
 )
 STANDBY = replace(MASTER, node_id="n2", holds_key=False, lease_valid_until=NOW + 1)
 UNKNOWN = replace(STANDBY, store_ok_until=NOW - 1, store_reachable=False)
@@ -131,6 +137,9 @@ def test_role_json(clock):
     assert body["last_transition"]["from"] == "STANDBY"
     assert body["last_transition"]["to"] == "MASTER"
     assert body["last_transition"]["reason"] == "acquired the leader key"
+    # ISO 8601 in UTC, as every time in a JSON answer
+    at = datetime.fromisoformat(body["last_transition"]["at"])
+    assert at == datetime.fromtimestamp(1_780_000_000.25, UTC) and at.utcoffset() == timedelta(0)
 
 
 def test_cluster_marks_the_master(clock):
@@ -139,6 +148,8 @@ def test_cluster_marks_the_master(clock):
     assert body["leader"] == "n1" and body["term"] == 42
     roles = {m["id"]: (m["role"], m["is_master"]) for m in body["members"]}
     assert roles == {"n1": ("MASTER", True), "n2": ("STANDBY", False)}
+    started = datetime.fromisoformat(body["members"][0]["started_at"])
+    assert started == datetime.fromtimestamp(1_780_000_000.0, UTC)
 
 
 def test_health_endpoints_do_not_depend_on_the_role(clock):
