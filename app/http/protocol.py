@@ -26,11 +26,15 @@ is lost.
 On a TLS connection every request's scope carries the ASGI TLS extension
 (``scope["extensions"]["tls"]``) with the client certificate the handshake
 verified, if any (see :mod:`app.http.tls`).
+
+Every line the protocol logs (uvicorn's "Invalid HTTP request received." among
+them) ends with the client's address and carries it as the ``client`` field.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from typing import Any
 
@@ -46,6 +50,22 @@ MAX_HEADER_BYTES = 16 * 1024
 _TOO_LARGE = b'{"detail":"request headers larger than %d bytes"}' % MAX_HEADER_BYTES
 
 
+class _ClientLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """uvicorn's logger for one connection: each line names the client."""
+
+    def __init__(self, logger: logging.Logger, client: str) -> None:
+        super().__init__(logger, {"client": client})
+        self._client = client
+
+    @property
+    def level(self) -> int:  # uvicorn reads it to skip its trace lines
+        return int(self.logger.level)
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        kwargs["extra"] = {**kwargs.get("extra", {}), "client": self._client}
+        return f"{msg} (client {self._client})", kwargs
+
+
 class ProbeProtocol(HttpToolsProtocol):
     """An HTTP/1.x server protocol with the probe forms and limits above."""
 
@@ -57,6 +77,10 @@ class ProbeProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        if self.client is not None:
+            host, port = self.client
+            client_log = _ClientLog(logging.getLogger("uvicorn.error"), f"{host}:{port}")
+            self.logger = client_log  # type: ignore[assignment]
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
             self._tls = peer_tls_extension(ssl_object)

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -340,3 +341,15 @@ def test_body_bytes_do_not_count():
         assert c.written.endswith(b"/x %d" % len(body))
 
     run(scenario)
+
+
+def test_an_invalid_request_is_logged_with_the_client_address(caplog: pytest.LogCaptureFixture):
+    async def scenario(c: Connection) -> None:
+        with caplog.at_level(logging.WARNING, logger="uvicorn.error"):
+            c.send(b"NOT HTTP AT ALL\x00\r\n\r\n")
+        assert c.statuses() == [b"400"]
+
+    run(scenario)
+    [record] = [r for r in caplog.records if "Invalid HTTP request" in r.getMessage()]
+    assert record.getMessage().endswith("(client 127.0.0.1:50000)")
+    assert record.client == "127.0.0.1:50000"  # type: ignore[attr-defined]
