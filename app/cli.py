@@ -9,6 +9,7 @@ and the reason, never a traceback.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ from typing import Any, Literal, NoReturn, get_args, get_origin
 from app import __version__
 from app.errors import SettingsError
 from app.logs import configure_logging
-from app.settings import Settings, load_settings
+from app.settings import Settings, load_settings, unknown_variables
 
 EXIT_USAGE = 2
 
@@ -151,6 +152,8 @@ def _run(args: argparse.Namespace) -> int:
     cli = {name: getattr(args, name) for name in Settings.model_fields}
     settings = load_settings(cli, args.config)
     configure_logging(settings.log_level, settings.log_format)
+    for line in unknown_variables(os.environ):
+        logging.getLogger("vipmon").warning("%s", line)
     from app.server import serve
 
     return serve(settings)

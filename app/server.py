@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import resource
 import signal
@@ -103,9 +104,7 @@ def listen_socket(settings: Settings) -> socket.socket:
         sock.listen(_BACKLOG)
     except OSError as exc:
         sock.close()
-        raise SettingsError(
-            "port", f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
-        ) from exc
+        raise _listen_error("port", settings.host, settings.port, exc) from exc
     sock.set_inheritable(True)
     return sock
 
@@ -225,10 +224,15 @@ def serve(settings: Settings) -> int:
     )
     listen = f"{settings.host}:{settings.port}"
     server = _Server(config, lambda: systemd.ready(f"serving on {listen}"))
+    store_at = (
+        ",".join(settings.etcd_endpoints) if settings.backend == "etcd" else str(settings.state_dir)
+    )
     log.info(
-        "node %s starting: backend=%s cluster=%s listen=%s:%d advertise=%s ttl=%ds margin=%.2fs",
+        "node %s starting: backend=%s (%s) cluster=%s listen=%s:%d advertise=%s ttl=%ds "
+        "margin=%.2fs",
         settings.node_id,
         settings.backend,
+        store_at,
         settings.cluster,
         settings.host,
         settings.port,
@@ -256,11 +260,17 @@ async def _start_agent(settings: Settings, elector: Elector) -> AgentCheckServer
     try:
         await agent.start()
     except OSError as exc:
-        raise SettingsError(
-            "agent_port",
-            f"cannot listen on {settings.host}:{settings.agent_port}: {exc.strerror or exc}",
-        ) from exc
+        raise _listen_error("agent_port", settings.host, settings.agent_port, exc) from exc
     return agent
+
+
+def _listen_error(port_field: str, host: str, port: int, exc: OSError) -> SettingsError:
+    """Blame ``host`` for an address that does not resolve or is not ours, else the port."""
+    bad_host = isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL
+    return SettingsError(
+        "host" if bad_host else port_field,
+        f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+    )
 
 
 def _reload(settings: Settings, tls: ServerTls | None, token: AdminToken | None) -> None:

@@ -8,8 +8,10 @@ silently. Build the settings with :func:`load_settings` and pass them in.
 
 from __future__ import annotations
 
+import difflib
 import socket
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -294,6 +296,26 @@ def read_config_file(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise SettingsError("config", f"{path} must hold a mapping of settings")
     return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+#: ``VIPMON_*`` names that are not settings but are known: the hooks' variables.
+_OTHER_VARIABLES = frozenset({"ROLE", "PREVIOUS_ROLE", "TERM", "NODE", "REASON", "HOOK"})
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """One line per ``VIPMON_*`` variable that names no setting, with a near match if any."""
+    known = {name.upper() for name in Settings.model_fields}
+    lines = []
+    for variable in sorted(environ):
+        if not variable.upper().startswith("VIPMON_"):
+            continue
+        name = variable[len("VIPMON_") :].upper()
+        if name in known or name in _OTHER_VARIABLES:
+            continue
+        near = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean VIPMON_{near[0]}?" if near else ""
+        lines.append(f"environment variable {variable} names no setting and is ignored{hint}")
+    return lines
 
 
 def load_settings(

@@ -72,6 +72,7 @@ def test_admin_tokens_and_open_reads(etcd: EtcdCluster, tmp_path: Path):
         assert node.role()["paused"] is False
         assert TOKEN not in node.get("/role").text
         assert TOKEN not in node.log()
+        assert f"backend=etcd ({','.join(etcd.client_urls)})" in node.log()  # the start-up line
 
 
 def test_allow_cidr_refuses_other_networks(etcd: EtcdCluster, tmp_path: Path):

@@ -1,5 +1,6 @@
 """Settings: validated once, refused with the field and the reason."""
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -7,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from app.errors import SettingsError
-from app.settings import load_settings
+from app.settings import load_settings, unknown_variables
 from tests.support.nodes import REPO
 
 
@@ -127,3 +128,39 @@ def test_cli_refuses_a_state_dir_it_cannot_create(tmp_path: Path):
     assert proc.returncode == 2
     assert "invalid setting 'state_dir'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("host", "field"),
+    [("256.1.1.1", "host"), ("192.0.2.7", "host"), ("127.0.0.1", "port")],
+)
+def test_a_bind_failure_names_the_field_at_fault(tmp_path: Path, host: str, field: str):
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]  # taken: only the last case gets as far as the port
+    try:
+        args = ["run", "--host", host, "--port", str(port), "--state-dir", str(tmp_path / "s")]
+        proc = subprocess.run(
+            [sys.executable, "-m", "app", *args],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={"PATH": "/usr/bin:/bin"},
+        )
+    finally:
+        taken.close()
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"vipmon: invalid setting '{field}': cannot listen on {host}:{port}")
+
+
+def test_an_unknown_vipmon_variable_is_named_with_a_near_match():
+    lines = unknown_variables(
+        {"VIPMON_LEASE_TLL": "5", "VIPMON_PORT": "1", "VIPMON_ROLE": "MASTER", "HOME": "/"}
+    )
+    assert lines == [
+        "environment variable VIPMON_LEASE_TLL names no setting and is ignored;"
+        " did you mean VIPMON_LEASE_TTL?"
+    ]
