@@ -244,6 +244,14 @@ class Elector(ClusterSteps):
             self.log_garbage(kv, "treating it as held by someone unknown")
             self.leader, self.leader_term, self.leader_unknown = None, kv.create_revision, True
             return
+        if record != self.me and (record, kv.create_revision) != (self.leader, self.leader_term):
+            log.info(
+                "leader is %s (%s), term %d",
+                record.node_id,
+                record.advertise_url,
+                kv.create_revision,
+                extra={"event": "leader", "node": record.node_id, "term": kv.create_revision},
+            )
         self.leader, self.leader_term, self.leader_unknown = record, kv.create_revision, False
 
     def log_garbage(self, kv: KeyValue, consequence: str) -> None:

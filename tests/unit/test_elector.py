@@ -256,3 +256,20 @@ def test_store_failures_log_a_warning_when_they_begin_or_change_and_info_on_reco
     assert "refused the credentials" in said[0][1] and "verify failed" in said[3][1]
     assert any(r.levelname == "INFO" and "reachable" in r.getMessage() for r in caplog.records)
     assert e.lease_id is not None
+
+
+def test_a_standby_logs_each_new_leader_once(caplog):
+    w = World(2)
+    with caplog.at_level(logging.INFO, logger="vipmon.election"):
+        w.step_all()
+        for _ in range(3):  # the same leader read again is not news
+            for e in w.nodes:
+                run(e.verify_hold())
+    master = next(e for e in w.nodes if e.snapshot.is_master(w.clock.now()))
+    standby = next(e for e in w.nodes if e is not master)
+    said = [r for r in caplog.records if getattr(r, "event", None) == "leader"]
+    assert [r.getMessage() for r in said] == [
+        f"leader is {master.settings.node_id} ({master.me.advertise_url}), "
+        f"term {master.snapshot.term}"
+    ]
+    assert standby.snapshot.leader_id == master.settings.node_id
