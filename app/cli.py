@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, NoReturn, get_args, get_origin
+from urllib.parse import urlsplit
 
 from app import __version__
 from app.errors import SettingsError
@@ -186,7 +187,7 @@ def _admin(args: argparse.Namespace) -> int:
         body = {"to": args.to}
     elif args.command == "maintenance":
         body = {"enabled": args.state == "on"}
-    url = f"{args.url.rstrip('/')}/admin/{args.command}"
+    url = f"{_base_url(args.url)}/admin/{args.command}"
     import httpx  # the client commands only: `vipmon run` never loads it
 
     try:
@@ -216,14 +217,35 @@ def _admin(args: argparse.Namespace) -> int:
     return 0
 
 
+def _base_url(url: str) -> str:
+    """A node's API URL, ``scheme://host:port``: a path (``/monitor``) is refused."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise SettingsError("url", f"{url!r} is not an http(s)://host:port URL")
+    if parts.path not in ("", "/") or parts.query:
+        raise SettingsError(
+            "url",
+            f"{url!r} has a path; give the node's API URL, "
+            f"{parts.scheme}://{parts.netloc}, without {parts.path or '?' + parts.query}",
+        )
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def _status(url: str, timeout: float, verify: Any = True) -> int:
-    base = url.rstrip("/")
+    base = _base_url(url)
     import httpx
 
     try:
         with httpx.Client(timeout=timeout, verify=verify) as client:
-            cluster = client.get(f"{base}/cluster").json()
-            role = client.get(f"{base}/role").json()
+            answers = [client.get(f"{base}{path}") for path in ("/cluster", "/role")]
+            for reply in answers:
+                if reply.status_code != 200:
+                    print(
+                        f"vipmon: {reply.url} answered {reply.status_code}, not 200",
+                        file=sys.stderr,
+                    )
+                    return 1
+            cluster, role = (reply.json() for reply in answers)
     except (httpx.HTTPError, ValueError) as exc:
         print(f"vipmon: cannot read {base}: {exc}", file=sys.stderr)
         return 1

@@ -47,6 +47,8 @@ class _NotFound(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    do_GET = do_POST  # http.server calls it by that name
+
     def log_message(self, *args: object) -> None:
         pass
 
@@ -72,3 +74,20 @@ def test_an_admin_command_against_a_node_without_a_token_says_so(
     err = capsys.readouterr().err
     assert code == 1
     assert "admin API is off" in err and "Not Found" not in err
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8722/monitor", "http://h:1/?x=1", "ftp://h"])
+def test_status_refuses_a_url_that_is_not_a_node_api(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["status", "--url", url]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("vipmon: invalid setting 'url': ") and repr(url) in line
+
+
+def test_status_does_not_print_a_table_from_a_404(
+    no_admin_node: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["status", "--url", no_admin_node]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and "answered 404" in err
