@@ -229,6 +229,17 @@ class Elector(ClusterSteps):
             self.leader, self.leader_term = None, 0
         self.publish(reason)
 
+    def lease_lost(self, reason: str) -> None:
+        """The store did not keep our lease: WARNING (an operator should look), then give it up."""
+        log.warning(
+            "lease %s lost%s: %s; a new one will be granted",
+            self.lease_id,
+            f" while holding the leader key (term {self.term})" if self.holds_key else "",
+            reason,
+            extra={"event": "lease_lost", "node": self.settings.node_id, "reason": reason},
+        )
+        self.lose_lease(reason)
+
     def lose_lease(self, reason: str) -> None:
         self.lease_id = None
         self.deadline.on_lost()
@@ -303,7 +314,7 @@ class Elector(ClusterSteps):
             return True
         t_send = self.clock.now()
         if not deadline.valid(t_send):
-            self.lose_lease("lease deadline passed without a confirmed renewal; giving it up")
+            self.lease_lost("lease deadline passed without a confirmed renewal; giving it up")
             await self._revoke_quietly(lease_id)
             return True
         try:
@@ -318,7 +329,7 @@ class Elector(ClusterSteps):
             return True  # the reply is about a lease we have already replaced
         self.last_renew_send = max(self.last_renew_send, t_send)
         if ttl <= 0:
-            self.lose_lease("lease expired in the store")
+            self.lease_lost("lease expired in the store")
         else:
             deadline.on_reply(t_send, ttl)
             self.publish("lease renewed")

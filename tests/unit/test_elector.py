@@ -273,3 +273,17 @@ def test_a_standby_logs_each_new_leader_once(caplog):
         f"term {master.snapshot.term}"
     ]
     assert standby.snapshot.leader_id == master.settings.node_id
+
+
+def test_a_lost_lease_is_a_warning_that_names_the_term(caplog):
+    w = World(1)
+    w.step_all()
+    master = w.nodes[0]
+    term = master.snapshot.term
+    w.clock.advance(2.1)  # past the deadline with no renewal confirmed
+    with caplog.at_level(logging.INFO, logger="vipmon.election"):
+        run(master.renew())
+    [lost] = [r for r in caplog.records if getattr(r, "event", None) == "lease_lost"]
+    assert lost.levelname == "WARNING"
+    assert f"while holding the leader key (term {term})" in lost.getMessage()
+    assert not master.snapshot.is_master(w.clock.now())
