@@ -341,6 +341,11 @@ class Elector(ClusterSteps):
         except StoreError as exc:
             log.debug("revoke of spare lease %d failed: %s", lease_id, exc)
 
+    @property
+    def sees_key_free(self) -> bool:
+        """We do not hold the key and last saw nobody hold it (not even garbage)."""
+        return not self.holds_key and self.leader is None and not self.leader_unknown
+
     def free_key_delay(self) -> float:
         """How long to wait before campaigning for a free key.
 

@@ -115,10 +115,10 @@ async def _campaign_loop(e: Elector, first_read: asyncio.Event) -> None:
             # We last saw another node hold the key. An acquire now would win at once
             # if its lease had just expired, ahead of every higher-priority node: read.
             ok = await e.verify_hold()
-            if ok and not e.holds_key and e.leader is None and not e.leader_unknown:
+            if ok and e.sees_key_free:
                 continue  # the key is free: campaign through the priority delay
         else:
-            if not e.holds_key and e.leader is None and not e.leader_unknown:
+            if e.sees_key_free:
                 delay = e.free_key_delay()
                 if delay > 0:
                     await e.clock.sleep(delay)
@@ -145,13 +145,7 @@ def _stale_holder(e: Elector) -> bool:
 
 def _blocked(e: Elector) -> bool:
     """The last acquire lost although nobody holds the key."""
-    return (
-        not e.holds_key
-        and e.leader is None
-        and not e.leader_unknown
-        and e.lease_id is not None
-        and e.deadline.valid(e.clock.now())
-    )
+    return e.sees_key_free and e.lease_id is not None and e.deadline.valid(e.clock.now())
 
 
 async def _members_loop(e: Elector, first_read: asyncio.Event) -> None:
