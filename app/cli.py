@@ -15,12 +15,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, NoReturn, get_args, get_origin
-from urllib.parse import urlsplit
 
 from app import __version__
 from app.errors import SettingsError
 from app.logs import configure_logging
-from app.settings import Settings, load_settings, unknown_variables
+from app.settings import Settings, base_url, load_settings, unknown_variables
 
 EXIT_USAGE = 2
 
@@ -219,16 +218,10 @@ def _admin(args: argparse.Namespace) -> int:
 
 def _base_url(url: str) -> str:
     """A node's API URL, ``scheme://host:port``: a path (``/monitor``) is refused."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise SettingsError("url", f"{url!r} is not an http(s)://host:port URL")
-    if parts.path not in ("", "/") or parts.query:
-        raise SettingsError(
-            "url",
-            f"{url!r} has a path; give the node's API URL, "
-            f"{parts.scheme}://{parts.netloc}, without {parts.path or '?' + parts.query}",
-        )
-    return f"{parts.scheme}://{parts.netloc}"
+    try:
+        return base_url(url)
+    except ValueError as exc:
+        raise SettingsError("url", str(exc)) from None
 
 
 def _status(url: str, timeout: float, verify: Any = True) -> int:

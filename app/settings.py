@@ -136,17 +136,7 @@ class Settings(BaseSettings):
     def _check_endpoints(cls, value: list[str]) -> list[str]:
         if not value:
             raise ValueError("at least one endpoint is needed")
-        for url in value:
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"{url!r} is not an http(s)://host:port URL")
-            try:
-                parts.port  # noqa: B018 - raises on a bad port
-            except ValueError as exc:
-                raise ValueError(f"{url!r} has a bad port") from exc
-            if parts.path not in ("", "/"):
-                raise ValueError(f"{url!r} must not have a path")
-        return [url.rstrip("/") for url in value]
+        return [base_url(url) for url in value]
 
     @field_validator("allow_cidr", "trusted_proxy", mode="before")
     @classmethod
@@ -296,6 +286,23 @@ def read_config_file(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise SettingsError("config", f"{path} must hold a mapping of settings")
     return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def base_url(url: str) -> str:
+    """``scheme://host:port`` of an http(s) URL with no path or query; ValueError saying why not."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{url!r} is not an http(s)://host:port URL")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError as exc:
+        raise ValueError(f"{url!r} has a bad port") from exc
+    if parts.path not in ("", "/") or parts.query:
+        raise ValueError(
+            f"{url!r} has a path; give {parts.scheme}://{parts.netloc}, "
+            f"without {parts.path or '?' + parts.query}"
+        )
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 #: ``VIPMON_*`` names that are not settings but are known: the hooks' variables.

@@ -53,17 +53,14 @@ _TOO_LARGE = b'{"detail":"request headers larger than %d bytes"}' % MAX_HEADER_B
 class _ClientLog(logging.LoggerAdapter):  # type: ignore[type-arg]
     """uvicorn's logger for one connection: each line names the client."""
 
-    def __init__(self, logger: logging.Logger, client: str) -> None:
-        super().__init__(logger, {"client": client})
-        self._client = client
-
     @property
     def level(self) -> int:  # uvicorn reads it to skip its trace lines
         return int(self.logger.level)
 
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
-        kwargs["extra"] = {**kwargs.get("extra", {}), "client": self._client}
-        return f"{msg} (client {self._client})", kwargs
+        client = self.extra["client"]  # type: ignore[index]
+        kwargs["extra"] = {**kwargs.get("extra", {}), "client": client}
+        return f"{msg} (client {client})", kwargs
 
 
 class ProbeProtocol(HttpToolsProtocol):
@@ -79,7 +76,9 @@ class ProbeProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         if self.client is not None:
             host, port = self.client
-            client_log = _ClientLog(logging.getLogger("uvicorn.error"), f"{host}:{port}")
+            client_log = _ClientLog(
+                logging.getLogger("uvicorn.error"), {"client": f"{host}:{port}"}
+            )
             self.logger = client_log  # type: ignore[assignment]
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
