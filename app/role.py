@@ -89,6 +89,9 @@ class Snapshot:
     check_ok: bool = True
     check_detail: str = ""
     members: tuple[Member, ...] = ()
+    #: Every member URL this node has seen since it started (ours too), capped:
+    #: the origins whose pages may read this node's JSON (the status page's fallback).
+    peer_urls: frozenset[str] = frozenset()
     last_transition: Transition | None = None
     loop_heartbeat: float = 0.0
     stop_flag: threading.Event | None = field(default=None, compare=False, repr=False)

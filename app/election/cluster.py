@@ -30,6 +30,8 @@ from app.store.base import KeyValue, Store
 
 log = logging.getLogger("vipmon.election")
 
+_PEER_URLS_MAX = 256  # member URLs remembered since start
+
 
 class CheckView(Protocol):
     """What the elector reads of the local health check (app.checks.CheckState)."""
@@ -55,6 +57,7 @@ class ClusterSteps:
     term: int
     key: str
     members: tuple[Member, ...]
+    peer_urls: frozenset[str]
     control: ControlState
     check: Callable[[], CheckView]
     #: The lease our member record was last written under; None before the first write.
@@ -78,6 +81,12 @@ class ClusterSteps:
 
     def publish(self, reason: str) -> None:
         raise NotImplementedError
+
+    def note_peers(self, members: list[Member]) -> None:
+        """Remember the members' URLs, a dead member's too, up to ``_PEER_URLS_MAX``."""
+        urls = self.peer_urls | {m.advertise_url for m in members}
+        if urls != self.peer_urls and len(urls) <= _PEER_URLS_MAX:
+            self.peer_urls = frozenset(urls)
 
     def store_failed(self, op: str, exc: StoreError) -> None:
         raise NotImplementedError
@@ -196,6 +205,7 @@ class ClusterSteps:
                 others = [m for m in members if m.node_id != mine.node_id]
                 members = sorted([*others, mine], key=lambda m: m.node_id)
         self.members = tuple(members)
+        self.note_peers(members)
         self.publish("members refreshed")
         return ok
 

@@ -103,6 +103,7 @@ class Elector(ClusterSteps):
         self.leader_term = 0
         self.leader_unknown = False
         self.members: tuple[Member, ...] = ()
+        self.peer_urls: frozenset[str] = frozenset({self.me.advertise_url})
         self.control = ControlState()
         self.term_started = -math.inf
         self.store_reachable = False
@@ -160,6 +161,7 @@ class Elector(ClusterSteps):
             check_ok=check.ok,
             check_detail=check.detail,
             members=self.members,
+            peer_urls=self.peer_urls,
             last_transition=self.last_transition,
             loop_heartbeat=self.heartbeat,
         )
