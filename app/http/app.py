@@ -2,10 +2,11 @@
 
 ``create_app`` puts :class:`app.probe.asgi.ProbeApp` (the probe routes, bare
 ASGI) in front of ``create_api``'s FastAPI application (the JSON routes and the
-spec). Both take the node (anything with a ``snapshot`` attribute) and the
-clock, so tests can hand in a fixed snapshot and a fake clock. No route
-performs I/O. There are no redirects: ``redirect_slashes`` is off, unknown
-paths get a JSON 404.
+spec), which :class:`app.http.cors.PeerReads` wraps
+so that members' status pages may read the JSON. Both take the node (anything
+with a ``snapshot`` attribute) and the clock, so tests can hand in a fixed
+snapshot and a fake clock. No route performs I/O. There are no redirects:
+``redirect_slashes`` is off, unknown paths get a JSON 404.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from app.http.admin import (
     admin_router,
     install_body_errors,
 )
+from app.http.cors import PeerReads
 from app.http.models import (
     BackendInfo,
     CheckInfo,
@@ -82,7 +84,7 @@ def create_app(
         metrics=metrics,
         docs=docs,
     )
-    app: ASGIApp = ProbeApp(node, clock, api, metrics.probes if metrics else None)
+    app: ASGIApp = ProbeApp(node, clock, PeerReads(api, node), metrics.probes if metrics else None)
     if admin_needs_client_cert:
         app = AdminNeedsClientCert(app)
     if allow_networks:
