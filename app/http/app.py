@@ -1,8 +1,8 @@
 """The HTTP application: every answer comes from the node's current snapshot.
 
 ``create_app`` puts :class:`app.probe.asgi.ProbeApp` (the probe routes, bare
-ASGI) in front of ``create_api``'s FastAPI application (the JSON routes and the
-spec), which :class:`app.http.cors.PeerReads` wraps
+ASGI) in front of ``create_api``'s FastAPI application (the JSON routes, the
+status page ``/ui`` and the spec), which :class:`app.http.cors.PeerReads` wraps
 so that members' status pages may read the JSON. Both take the node (anything
 with a ``snapshot`` attribute) and the clock, so tests can hand in a fixed
 snapshot and a fake clock. No route performs I/O. There are no redirects:
@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 
 from fastapi import FastAPI, Response
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from starlette.types import ASGIApp
 
 from app import __version__
@@ -41,6 +41,7 @@ from app.http.models import (
     TransitionInfo,
     utc,
 )
+from app.http.ui import StatusPage
 from app.metrics import Metrics
 from app.probe.answer import PROBE_METHODS, PROBE_ROUTES
 from app.probe.asgi import ProbeApp, Prober
@@ -225,6 +226,17 @@ def create_api(
         if snap.store_reachable and clock.now() < snap.store_ok_until:
             return JSONResponse({"status": "ok"})
         return JSONResponse({"status": f"store {snap.backend} unreachable"}, 503)
+
+    page = StatusPage.load()
+
+    @app.get(
+        "/ui",
+        response_class=HTMLResponse,
+        summary="The live status page (HTML)",
+        responses={200: {"content": {"text/html": {}}}},
+    )
+    async def status_page() -> Response:
+        return HTMLResponse(page.body, headers=page.headers(node.snapshot))
 
     if metrics is not None:
 

@@ -17,3 +17,5 @@ def test_spec_lists_every_endpoint_and_method():
         assert {"get", "head", "options"} <= set(paths[path])
     for path in ("/role", "/cluster", "/health/live", "/health/ready"):
         assert "get" in paths[path]
+    assert set(paths["/ui"]) == {"get"}
+    assert set(paths["/ui"]["get"]["responses"]["200"]["content"]) == {"text/html"}
