@@ -18,12 +18,13 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
 # Debian packages the integration tests use: etcd, HAProxy, nginx, ip and arping; and for
 # the deploy tests podman (with runc, uidmap's newuidmap and catatonit for --init),
-# mmdebstrap for the local Debian base, and systemd-analyze from systemd.
+# mmdebstrap for the local Debian base, and systemd-analyze from systemd; and chromium for
+# the status page's browser test (driven by the playwright package, never its own browser).
 system-deps:
 	@missing=""; \
 	command -v etcd >/dev/null 2>&1 || missing="$$missing etcd-server"; \
@@ -37,6 +38,7 @@ system-deps:
 	command -v newuidmap >/dev/null 2>&1 || missing="$$missing uidmap"; \
 	[ -x /usr/libexec/podman/catatonit ] || command -v catatonit >/dev/null 2>&1 || missing="$$missing catatonit"; \
 	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
+	command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		$(SUDO) apt-get update -qq && \

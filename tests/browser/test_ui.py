@@ -1,0 +1,126 @@
+"""The status page (GET /ui) in a real browser, against real nodes on the embedded store.
+
+The page is loaded from the master of a 3-node cluster; the master is killed
+(SIGKILL, by PID) and the page, now reading from a surviving member, must show
+the new master. Every wait is one of Playwright's bounded waits.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import BrowserContext, ConsoleMessage, Page, expect
+
+from tests.support.nodes import Cluster, Node, wait_for
+
+pytestmark = pytest.mark.slow
+
+#: One screenshot for the reviewer, besides those under each test's tmp_path.
+SHOT_FOR_REVIEW = Path("/tmp/vipmon-ui.png")
+TOKEN = "browser-token-0123456789"
+
+
+def policy_errors(page: Page) -> list[str]:
+    """Collects what the browser reports against the page's Content-Security-Policy."""
+    seen: list[str] = []
+
+    def note(message: ConsoleMessage) -> None:
+        if "Content Security Policy" in message.text:
+            seen.append(message.text)
+
+    page.on("console", note)
+    page.on("pageerror", lambda error: seen.append(f"page error: {error}"))
+    return seen
+
+
+def row(page: Page, node: Node):
+    return page.locator(f'#members tbody tr[data-node="{node.node_id}"]')
+
+
+def members_listed(node: Node, count: int) -> bool:
+    return len(node.get("/cluster").json()["members"]) == count
+
+
+def test_the_page_follows_a_crash_of_the_master_it_was_loaded_from(
+    tmp_path: Path, browser: BrowserContext
+):
+    with Cluster(tmp_path, ["--state-dir", str(tmp_path / "state")]) as cluster:
+        cluster.add_all(["n1", "n2", "n3"])
+        master = cluster.wait_master()
+        wait_for(lambda: members_listed(master, 3), timeout=10, what="3 members listed")
+
+        page = browser.new_page()
+        errors = policy_errors(page)
+        assert page.goto(master.url + "/ui").status == 200
+        state, source = page.locator("#state"), page.locator("#source")
+
+        expect(state).to_have_attribute("data-master", master.node_id)
+        expect(state).to_have_text(re.compile(rf"^master: {master.node_id} \(term \d+\)$"))
+        expect(page.locator("#members tbody tr")).to_have_count(3)
+        expect(page.locator('#members tbody tr[data-reachable="true"]')).to_have_count(3)
+        expect(page.locator("#members tbody tr.master")).to_have_count(1)
+        expect(row(page, master)).to_have_attribute("data-role", "MASTER")
+        expect(row(page, master)).to_have_class("master")
+        expect(source).to_have_attribute("data-node", master.node_id)
+        term = int(state.get_attribute("data-term") or 0)
+        assert term == master.role()["term"]
+        lease = row(page, master).locator("td.lease")
+        expect(lease).to_have_attribute("data-lease-ms", re.compile(r"^\d+$"))
+        assert 0 <= int(lease.get_attribute("data-lease-ms") or -1) <= 2000  # TTL 2 s
+        expect(page.locator("#history-note")).to_have_attribute("data-state", "none")
+        page.screenshot(path=tmp_path / "ui-master.png", full_page=True)
+
+        master.kill()
+        new = cluster.wait_master(exclude=master, timeout=15)
+
+        expect(state).to_have_attribute("data-master", new.node_id, timeout=15_000)
+        assert int(state.get_attribute("data-term") or 0) > term
+        expect(row(page, new)).to_have_class("master")
+        expect(row(page, master)).to_have_attribute("data-reachable", "false")
+        expect(row(page, master)).to_have_attribute("data-role", "")
+        survivors = "|".join(n.node_id for n in cluster.nodes if n is not master)
+        expect(source).to_have_attribute("data-node", re.compile(rf"^({survivors})$"))
+        expect(source).to_contain_text(f"{master.node_id}, which served this page, does not answer")
+        expect(page.locator("#members tbody tr.master")).to_have_count(1)
+
+        after = tmp_path / "ui-after-failover.png"
+        page.screenshot(path=after, full_page=True)
+        print(f"screenshot: {after}")
+        shutil.copyfile(after, SHOT_FOR_REVIEW)
+        assert errors == []
+
+
+def test_ui_is_refused_outside_allow_cidr_and_served_without_a_token(
+    tmp_path: Path, browser: BrowserContext
+):
+    args = ["--state-dir", str(tmp_path / "state")]
+    with Cluster(tmp_path, args, env={"VIPMON_ADMIN_TOKEN": TOKEN}) as cluster:
+        # 127.0.0.1 is not in the list; 10.1.1.1, forwarded by a trusted proxy, is.
+        node = cluster.add("solo", ["--allow-cidr", "10.0.0.0/8", "--trusted-proxy", "127.0.0.0/8"])
+        inside = {"X-Forwarded-For": "10.1.1.1"}
+        wait_for(
+            lambda: httpx.get(node.url + "/monitor", headers=inside, timeout=1).status_code == 200,
+            timeout=15,
+            what="solo to be master",
+        )
+
+        refused = httpx.get(node.url + "/ui", timeout=2)
+        assert refused.status_code == 403
+        assert refused.json() == {"detail": "client network not allowed"}
+        page = browser.new_page()
+        response = page.goto(node.url + "/ui")
+        assert response is not None and response.status == 403
+
+        # The admin API is on (no token: 401), yet the page needs none.
+        assert httpx.post(node.url + "/admin/pause", headers=inside, timeout=2).status_code == 401
+        page.set_extra_http_headers(inside)
+        errors = policy_errors(page)
+        response = page.goto(node.url + "/ui")
+        assert response is not None and response.status == 200
+        assert "authorization" not in {k.lower() for k in response.request.headers}
+        expect(page.locator("#state")).to_have_attribute("data-master", "solo")
+        assert errors == []
