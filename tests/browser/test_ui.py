@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -123,4 +124,86 @@ def test_ui_is_refused_outside_allow_cidr_and_served_without_a_token(
         assert response is not None and response.status == 200
         assert "authorization" not in {k.lower() for k in response.request.headers}
         expect(page.locator("#state")).to_have_attribute("data-master", "solo")
+        assert errors == []
+
+
+#: A /history answer as the contract gives it (newest first).
+HISTORY = {
+    "node": "solo",
+    "terms": [
+        {
+            "term": 12,
+            "node": "n3",
+            "url": "http://127.0.0.1:8703",
+            "began": "2026-12-02T18:00:05.250000Z",
+            "ended": None,
+            "how": None,
+            "to": None,
+            "detail": "",
+            "failover_gap_ms": 21,
+        },
+        {
+            "term": 9,
+            "node": "n2",
+            "url": "http://127.0.0.1:8702",
+            "began": "2026-12-02T17:59:00.123000Z",
+            "ended": "2026-12-02T18:00:05.229000Z",
+            "how": "switchover",
+            "to": "n3",
+            "detail": "asked by an operator",
+            "failover_gap_ms": 1534,
+        },
+        {
+            "term": 4,
+            "node": "n1",
+            "url": "http://127.0.0.1:8701",
+            "began": "2026-12-02T17:58:00Z",
+            "ended": "2026-12-02T17:58:57.000000Z",
+            "how": "lease expired",
+            "to": None,
+            "detail": "",
+            "failover_gap_ms": None,
+        },
+    ],
+}
+
+
+def test_the_timeline_shows_each_term_of_the_history_contract_and_a_404(
+    tmp_path: Path, browser: BrowserContext
+):
+    with Cluster(tmp_path, ["--state-dir", str(tmp_path / "state")]) as cluster:
+        node = cluster.add("solo")
+        cluster.wait_master()
+        answer: dict[str, Any] = {"status": 200, "json": HISTORY}
+        page = browser.new_page()
+        page.route("**/history?limit=20", lambda route: route.fulfill(**answer))
+        errors = policy_errors(page)
+        page.goto(node.url + "/ui")
+
+        rows = page.locator("#timeline tbody tr")
+        expect(page.locator("#history-note")).to_have_attribute("data-state", "ok")
+        expect(rows).to_have_count(3)
+        expect(rows.nth(0)).to_have_attribute("data-term", "12")
+        expect(rows.nth(0)).to_have_class("holding")
+        expect(rows.nth(0).locator("td")).to_have_text(
+            ["12", "n3", "2026-12-02 18:00:05.250", "holding", "", "21 ms"]
+        )
+        expect(rows.nth(1).locator("td")).to_have_text(
+            [
+                "9",
+                "n2",
+                "2026-12-02 17:59:00.123",
+                "2026-12-02 18:00:05.229",
+                "switchover → n3: asked by an operator",
+                "1.53 s",
+            ]
+        )
+        expect(rows.nth(2)).to_have_attribute("data-how", "lease expired")
+        expect(rows.nth(2).locator("td").nth(5)).to_have_text("")
+        page.screenshot(path=tmp_path / "ui-timeline.png", full_page=True)
+
+        answer.clear()
+        answer.update(status=404, json={"detail": "Not Found"})
+        expect(page.locator("#history-note")).to_have_text("no history yet")
+        expect(rows).to_have_count(0)
         assert errors == []
