@@ -125,7 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     spec.add_argument("--output", type=Path, default=Path("openapi/openapi.json"))
 
     from app.adc.cli import add_adc_parsers
+    from app.timeline import add_history_parser
 
+    add_history_parser(sub)
     add_adc_parsers(sub)
     return parser
 

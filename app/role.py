@@ -53,6 +53,25 @@ class Member:
 
 
 @dataclass(frozen=True)
+class TermRecord:
+    """One term as ``/history`` shows it (see :mod:`app.election.history`).
+
+    ``gap`` is the seconds from the previous term's end to this term's first
+    positive answer, when both are known.
+    """
+
+    term: int
+    node_id: str
+    url: str
+    began: float | None
+    ended: float | None
+    how: str | None
+    to: str | None
+    detail: str
+    gap: float | None = None
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """What the election loop knows, frozen at one instant.
 
@@ -92,6 +111,8 @@ class Snapshot:
     #: Every member URL this node has seen since it started (ours too), capped:
     #: the origins whose pages may read this node's JSON (the status page's fallback).
     peer_urls: frozenset[str] = frozenset()
+    #: The cluster's terms as last read from the store, newest first.
+    history: tuple[TermRecord, ...] = ()
     last_transition: Transition | None = None
     loop_heartbeat: float = 0.0
     stop_flag: threading.Event | None = field(default=None, compare=False, repr=False)

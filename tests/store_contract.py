@@ -63,6 +63,13 @@ async def _check(a: Store, b: Store) -> None:
     quiet_from = (await a.get(key))[1] + 1
     assert await a.watch(key, quiet_from, timeout=0.2) == []
 
+    # Lease 0: a create-if-absent key bound to no lease; the first account stands.
+    first = await a.acquire("/contract/history/1", b"first", 0)
+    assert first.won and first.create_revision > 0
+    second = await b.acquire("/contract/history/1", b"second", 0)
+    assert not second.won and second.holder is not None and second.holder.value == b"first"
+    assert second.holder.lease == 0
+
     await a.put("/contract/members/x", b"1", la.lease_id)
     await a.put("/contract/members/y", b"\xff garbage", 0)
     await a.put("/contract/membersz", b"no", 0)

@@ -21,6 +21,7 @@ from app.election.control import (
     pick_target,
 )
 from app.election.elector import Elector
+from app.election.history import MAINTENANCE, Ending
 from app.election.records import decode_leader, decode_member, members_prefix
 from app.errors import Conflict, SwitchoverFailed
 from app.role import Member
@@ -108,7 +109,9 @@ class AdminCommands:
 
     async def _hand_over_for_maintenance(self) -> None:
         try:
-            await self.e.handover.hand_over("maintenance", await self._members())
+            await self.e.handover.hand_over(
+                "maintenance", Ending(MAINTENANCE), await self._members()
+            )
         except SwitchoverFailed as exc:
             raise Conflict(f"maintenance is on, but the hand-over failed: {exc}") from exc
 

@@ -1,6 +1,6 @@
 """The election's steps about the cluster around the leader key.
 
-Member records and the control keys. These are methods of
+Member records, the control keys and the term history. These are methods of
 :class:`app.election.elector.Elector`, kept here by topic; each makes at most
 one store call. The planned release of the role lives in
 :mod:`app.election.handover`.
@@ -8,13 +8,25 @@ one store call. The planned release of the role lives in
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
 from app import __version__
 from app.election.control import ControlState, control_prefix, decode_control
+from app.election.history import (
+    Ending,
+    History,
+    TermBegin,
+    TermEnd,
+    begin_key,
+    encode_begin,
+    encode_end,
+    end_key,
+)
 from app.election.lease import LeaseDeadline
 from app.election.records import (
     LeaderRecord,
@@ -26,7 +38,7 @@ from app.election.records import (
 from app.errors import StoreError
 from app.role import Member
 from app.settings import Settings
-from app.store.base import KeyValue, Store
+from app.store.base import EventKind, KeyValue, Store, WatchEvent
 
 log = logging.getLogger("vipmon.election")
 
@@ -60,6 +72,13 @@ class ClusterSteps:
     peer_urls: frozenset[str]
     control: ControlState
     check: Callable[[], CheckView]
+    wall: Callable[[], float]
+    history: History
+    #: History records to write, oldest first (key, value); the history loop writes them.
+    history_writes: deque[tuple[str, bytes]]
+    history_hint: asyncio.Event
+    #: Where the history watch goes on from.
+    history_revision: int = 0
     #: The lease our member record was last written under; None before the first write.
     member_lease: int | None = None
     #: Another live process's record under our node id, while there is one.
@@ -225,6 +244,109 @@ class ClusterSteps:
         if changed:
             self.publish("control keys changed")
         return True
+
+    # -- the term history (app.election.history) ----------------------------
+
+    def queue_history(self, key: str, value: bytes) -> None:
+        """Have the history loop write a record (create-if-absent), soon, off the probe path."""
+        self.history_writes.append((key, value))
+        self.history_hint.set()
+
+    def queue_begin(self, term: int, began: float) -> None:
+        record = TermBegin(term, self.me.node_id, self.me.advertise_url, began)
+        self.queue_history(begin_key(self.settings.cluster, term), encode_begin(record))
+
+    def end_record(
+        self, term: int, holder: LeaderRecord | None, ended: float, ending: Ending, detail: str
+    ) -> tuple[str, bytes]:
+        """The key and value of term ``term``'s end record, as this node tells it."""
+        record = TermEnd(
+            term,
+            holder.node_id if holder else "",
+            holder.advertise_url if holder else "",
+            ended,
+            ending.how,
+            ending.to,
+            detail,
+            self.me.node_id,
+        )
+        return end_key(self.settings.cluster, term), encode_end(record)
+
+    async def write_history(self, key: str, value: bytes) -> bool:
+        """Create one history key unless it exists (the first account stands). False on a
+        store error."""
+        try:
+            result = await self.store.acquire(key, value, 0)
+        except StoreError as exc:
+            self.store_failed("write history", exc)
+            return False
+        if result.won:
+            self.fold_history(KeyValue(key, value, result.create_revision, result.revision))
+        elif result.holder is not None:
+            self.fold_history(result.holder)
+        return True
+
+    async def load_history(self) -> bool:
+        """Read every history key into memory (two reads: the revision, then the keys).
+
+        The history watch starts after the first read's revision, so a change
+        between the two reads is seen twice, never missed; folding is idempotent.
+        """
+        try:
+            _, revision = await self.store.get(self.history.prefix)
+            kvs = await self.store.get_prefix(self.history.prefix)
+        except StoreError as exc:
+            self.store_failed("read history", exc)
+            return False
+        for kv in self.history.load(kvs):
+            self.log_garbage(kv, "leaving it out of the history")
+        self.history_revision = revision + 1
+        self.publish("history read")
+        return True
+
+    async def watch_history(self, timeout: float) -> list[WatchEvent] | None:
+        """Wait once for changes to the history keys and fold them in. None on a store error."""
+        try:
+            events = await self.store.watch(
+                self.history.prefix, self.history_revision, timeout, prefix=True
+            )
+        except StoreError as exc:
+            self.store_failed("watch history", exc)
+            return None
+        for event in events:
+            self.history_revision = max(self.history_revision, event.revision + 1)
+            self.fold_history(event.kv, deleted=event.kind is EventKind.DELETE)
+        return events
+
+    async def read_end(self, term: int) -> bool:
+        """Read term ``term``'s end record into memory, if there is one."""
+        try:
+            kv, _ = await self.store.get(end_key(self.settings.cluster, term))
+        except StoreError as exc:
+            self.store_failed("read history", exc)
+            return False
+        if kv is not None:
+            self.fold_history(kv)
+        return True
+
+    async def prune_history(self) -> bool:
+        """Delete one key of a term beyond the last ``HISTORY_MAX``. False if none was left."""
+        excess = self.history.excess()
+        if not excess:
+            return False
+        key, revision = excess[0]
+        try:
+            await self.store.resign(key, revision)
+        except StoreError as exc:
+            self.store_failed("prune history", exc)
+            return False
+        self.fold_history(KeyValue(key, b"", revision, revision), deleted=True)
+        return True
+
+    def fold_history(self, kv: KeyValue, deleted: bool = False) -> None:
+        if not self.history.fold(kv, deleted):
+            self.log_garbage(kv, "leaving it out of the history")
+        self.publish("history changed")
 
 
 def _process(member: Member) -> tuple[str, float]:

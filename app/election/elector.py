@@ -22,6 +22,7 @@ import math
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
@@ -29,6 +30,7 @@ from app.clock import Clock
 from app.election.cluster import CheckView, ClusterSteps
 from app.election.control import ControlState, acquire_guards, campaign_delay, control_prefix
 from app.election.handover import Handover
+from app.election.history import LEASE_EXPIRED, LEASE_LOST, Ending, History
 from app.election.lease import LeaseDeadline
 from app.election.records import (
     LeaderRecord,
@@ -49,6 +51,7 @@ log = logging.getLogger("vipmon.election")
 _URL = re.compile(r"https?://\S+")
 _TICK_MAX = 1.0  # s: the longest the tick sleeps (the snapshot's heartbeat, the check)
 _TICK_SLACK = 0.001  # s past a deadline before the tick looks again
+_HISTORY_QUEUE = 64  # history records waiting for the store, at most
 
 
 class _NoCheck:
@@ -111,6 +114,14 @@ class Elector(ClusterSteps):
         self.store_ok_until = -math.inf
         self.heartbeat = clock.now()
         self.last_transition: Transition | None = None
+        self.history = History(settings.cluster)
+        self.history_writes: deque[tuple[str, bytes]] = deque(maxlen=_HISTORY_QUEUE)
+        #: Set when there is a history record to write.
+        self.history_hint = asyncio.Event()
+        #: The last term this node saw end (its holder, or None if unreadable) and when.
+        self.gone: tuple[LeaderRecord | None, int] | None = None
+        self.gone_at = 0.0
+        self._end_read = 0  # the last term whose end record learn_how_it_ended read
         self._stop = threading.Event()
         self._role = Role.UNKNOWN
         self._garbage_logged: set[tuple[str, int]] = set()
@@ -162,6 +173,7 @@ class Elector(ClusterSteps):
             check_detail=check.detail,
             members=self.members,
             peer_urls=self.peer_urls,
+            history=self.history.view,
             last_transition=self.last_transition,
             loop_heartbeat=self.heartbeat,
         )
@@ -225,7 +237,15 @@ class Elector(ClusterSteps):
         self.publish(f"store unreachable ({op}: {exc})")
 
     def lose_key(self, reason: str) -> None:
+        """We no longer hold the key. Unless our own release ends the term (it wrote why),
+        the history says the lease was lost."""
         if self.holds_key:
+            if self.handover.releasing_term != self.term:
+                key, value = self.end_record(
+                    self.term, self.me, self.wall(), Ending(LEASE_LOST), reason
+                )
+                self.queue_history(key, value)
+            self._saw_end(self.me, self.term)
             self.holds_key = False
             self.term = 0
             self.leader, self.leader_term = None, 0
@@ -248,8 +268,13 @@ class Elector(ClusterSteps):
         self.lease_ready.clear()
         self.lose_key(reason)
 
+    def _saw_end(self, holder: LeaderRecord | None, term: int) -> None:
+        if term > 0 and (self.gone is None or term > self.gone[1]):
+            self.gone, self.gone_at = (holder, term), self.wall()
+
     def _observe_holder(self, kv: KeyValue | None) -> None:
         if kv is None:
+            self._saw_end(self.leader, self.leader_term)
             self.leader, self.leader_term, self.leader_unknown = None, 0, False
             return
         record = decode_leader(kv.value)
@@ -398,11 +423,56 @@ class Elector(ClusterSteps):
             self.holds_key, self.term = True, result.create_revision
             self.term_started = self.clock.now()
             self.leader, self.leader_term, self.leader_unknown = self.me, self.term, False
-            self.publish(f"acquired the leader key (term {self.term})")
+            self.publish(f"acquired the leader key (term {self.term}){self._after_previous()}")
+            last = self.last_transition
+            won_at = last.at_wall if last and last.to_role is Role.MASTER else self.wall()
+            self.queue_begin(self.term, won_at)
         else:
             self._observe_holder(holder)
             self.publish("leader key held by another node" if holder else "leader key free")
         return True
+
+    def previous_term(self) -> tuple[LeaderRecord | None, int] | None:
+        """The newest term before ours that we know of: seen end, or in the history."""
+        known = [t for t in self.history.terms() if t < self.term]
+        gone = self.gone
+        if known and (gone is None or known[-1] > gone[1]):
+            term = known[-1]
+            view = next((r for r in self.history.view if r.term == term), None)
+            holder = LeaderRecord(view.node_id, view.url) if view and view.node_id else None
+            return holder, term
+        return gone
+
+    async def learn_how_it_ended(self) -> bool:
+        """Before campaigning for a free key: read how the term we saw end ended, once,
+        unless the watch brought its record already. False on a store error."""
+        gone = self.gone
+        if gone is None or gone[1] in self.history.ends or gone[1] == self._end_read:
+            return True
+        self._end_read = gone[1]
+        return await self.read_end(gone[1])
+
+    def _after_previous(self) -> str:
+        """For the new master's transition line: whose term came before and how it ended.
+
+        A term that ended without a record of how (its master never wrote one: a
+        crash, a partition) ended by the lease running out; we record that.
+        """
+        previous = self.previous_term()
+        if previous is None:
+            return ""
+        holder, term = previous
+        end = self.history.ends.get(term)
+        who = holder.node_id if holder else end.node_id if end and end.node_id else "unknown"
+        if end is not None:
+            return f" after term {term} of {who}, which ended: {end.text()}"
+        ended = self.gone_at if self.gone and self.gone[1] == term else self.wall()
+        detail = (
+            f"no end record when {self.me.node_id} won term {self.term}: the lease ran out; "
+            f"{who} may have stopped up to the TTL ({self.settings.lease_ttl} s) before that"
+        )
+        self.queue_history(*self.end_record(term, holder, ended, Ending(LEASE_EXPIRED), detail))
+        return f" after term {term} of {who}, which ended: {LEASE_EXPIRED}"
 
     async def observe(self, timeout: float) -> bool:
         """Wait once for a change under the cluster's prefix; verify our hold unless it was
@@ -431,7 +501,9 @@ class Elector(ClusterSteps):
         """
         kv = event.kv
         if kv.key != self.key:
-            if kv.key.startswith(self._control_prefix):
+            if self.history.owns(kv.key):
+                self.fold_history(kv, deleted=event.kind is EventKind.DELETE)
+            elif kv.key.startswith(self._control_prefix):
                 self.control_hint.set()
                 self.members_hint.set()
             elif kv.key.startswith(self._members_prefix):

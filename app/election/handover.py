@@ -37,9 +37,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from app.election.control import Switchover, pick_target, switchover_key
+from app.election.history import (
+    CHECK_FAILING,
+    FAILBACK,
+    MAINTENANCE,
+    RESIGNED,
+    SWITCHOVER,
+    Ending,
+)
 from app.election.records import decode_leader
 from app.errors import StoreError, SwitchoverFailed
 from app.role import Member
@@ -73,27 +82,37 @@ class Handover:
 
     # -- the release protocol ----------------------------------------------
 
-    async def release(self, reason: str) -> bool:
+    async def release(self, reason: str, ending: Ending | None = None) -> bool:
         """Give up the role as the module docstring says. True if the captured key is gone.
 
         The lease is kept (the node stays a member). Returns at once, True, when
-        the node holds no key.
+        the node holds no key. The term's end record (``ending``: how) is written
+        while the node drains and settles, and before the key goes, so the next
+        master finds it.
         """
         e = self.e
         if not e.holds_key:
             return True
         term = e.term
         owner = self.releasing_term is None
+        writing: asyncio.Task[bool] | None = None
         if owner:
             self.releasing_term = term
         try:
             drain = e.settings.drain_time
             e.publish(f"draining: {reason}" if drain > 0 else f"releasing: {reason}")
+            if owner:
+                record = e.end_record(term, e.me, e.wall(), ending or Ending(), reason)
+                writing = asyncio.create_task(e.write_history(*record))
             if drain > 0:
                 await e.clock.sleep(drain)
             await e.clock.sleep(e.settings.settle_time)
+            if writing is not None and not await writing:
+                e.queue_history(*record)  # the store failed: the history loop tries again
             return await self._delete(term, reason)
         finally:
+            if writing is not None and not writing.done():
+                writing.cancel()
             if owner:
                 self.releasing_term = None
                 e.publish(f"release of term {term} ended")
@@ -117,7 +136,7 @@ class Handover:
         e = self.e
         e.request_stop()
         if e.holds_key:
-            await self.release("shutting down")
+            await self.release("shutting down", Ending(RESIGNED))
         lease_id = e.lease_id
         if lease_id is not None:
             try:
@@ -129,7 +148,9 @@ class Handover:
 
     # -- switchover ----------------------------------------------------------
 
-    async def switchover(self, record: Switchover) -> tuple[int, float]:
+    async def switchover(
+        self, record: Switchover, ending: Ending | None = None
+    ) -> tuple[int, float]:
         """Write ``record``, release if we are its master, wait for the target's new term.
 
         Returns (new term, seconds taken). The record is withdrawn whatever
@@ -148,7 +169,8 @@ class Handover:
                 raise SwitchoverFailed("another switchover is in progress")
             waiting_from = started
             if e.holds_key and e.term == record.term:
-                await self.release(f"switchover to {record.to_id}")
+                why = ending or Ending(SWITCHOVER, record.to_id)
+                await self.release(f"switchover to {record.to_id}", why)
                 waiting_from = e.clock.now()  # our own drain does not count against the target
             return await self._wait_for_target(record, started, waiting_from)
         finally:
@@ -204,7 +226,9 @@ class Handover:
                     return
                 await e.clock.sleep(_RETRY)
 
-    async def hand_over(self, reason: str, members: tuple[Member, ...] | None = None) -> None:
+    async def hand_over(
+        self, reason: str, ending: Ending, members: tuple[Member, ...] | None = None
+    ) -> None:
         """Switch over to the best other candidate, or just release if there is none.
 
         While the cluster is paused nothing happens: a release would leave the
@@ -217,9 +241,10 @@ class Handover:
             return
         target = pick_target(e.members if members is None else members, exclude=e.me.node_id)
         if target is None:
-            await self.release(reason)
+            await self.release(reason, ending)
             return
-        await self.switchover(Switchover(e.me.node_id, target.node_id, e.term))
+        record = Switchover(e.me.node_id, target.node_id, e.term)
+        await self.switchover(record, replace(ending, to=target.node_id))
 
     # -- the master's duties ------------------------------------------------
 
@@ -241,18 +266,18 @@ class Handover:
         me = e.me.node_id
         record = e.control.switchover
         if record is not None and record.from_id == me and record.term == e.term:
-            await self.release(f"switchover to {record.to_id}")
+            await self.release(f"switchover to {record.to_id}", Ending(SWITCHOVER, record.to_id))
             return
         if record is not None and record.to_id == me:
             await self._clear_switchover(record)
             return
         if e.in_maintenance:
-            await self.hand_over("maintenance")
+            await self.hand_over("maintenance", Ending(MAINTENANCE))
             return
         check = e.check()
         if not check.ok:
             if pick_target(e.members, exclude=me) is not None:
-                await self.hand_over(f"local check failing: {check.detail}")
+                await self.hand_over(f"local check failing: {check.detail}", Ending(CHECK_FAILING))
             return
         if e.settings.failback and not e.control.paused:
             held = e.clock.now() - e.term_started
@@ -262,7 +287,9 @@ class Handover:
                 and target.priority > e.settings.priority
                 and held >= e.settings.failback_hold
             ):
-                await self.hand_over(f"failback to higher priority {target.node_id}")
+                await self.hand_over(
+                    f"failback to higher priority {target.node_id}", Ending(FAILBACK)
+                )
 
     async def _clear_switchover(self, record: Switchover) -> None:
         """The new master deletes the record that named it, if it is still that one."""

@@ -41,7 +41,7 @@ def encode_leader(record: LeaderRecord) -> bytes:
 
 
 def decode_leader(raw: bytes) -> LeaderRecord | None:
-    data = _json_object(raw)
+    data = json_object(raw)
     if data is None:
         return None
     node_id, url = data.get("id"), data.get("url")
@@ -66,7 +66,7 @@ def encode_member(member: Member) -> bytes:
 
 
 def decode_member(raw: bytes) -> Member | None:
-    data = _json_object(raw)
+    data = json_object(raw)
     if data is None:
         return None
     node_id, url = data.get("id"), data.get("url")
@@ -86,7 +86,7 @@ def decode_member(raw: bytes) -> Member | None:
     return Member(node_id, url, version, float(started), eligible, priority, maintenance, check_ok)
 
 
-def _json_object(raw: bytes) -> dict[str, Any] | None:
+def json_object(raw: bytes) -> dict[str, Any] | None:
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):

@@ -1,4 +1,4 @@
-"""The election's loops: lease, campaign, members, control and tick.
+"""The election's loops: lease, campaign, members, control, tick and the history's two.
 
 :func:`run_election` drives one :class:`Elector` until told to stop, then
 resigns. A loop that ends with an exception is a bug: the election stops
@@ -16,6 +16,7 @@ import logging
 import random
 
 from app.election.elector import Elector
+from app.election.history import RESIGNED, Ending
 from app.errors import ElectionCrashed
 
 log = logging.getLogger("vipmon.election")
@@ -23,6 +24,7 @@ log = logging.getLogger("vipmon.election")
 _DUTIES_PERIOD = 1.0  # s between the master's duties when no control key changed
 _MEMBERS_PERIOD = 5.0  # s at most between reads of the member and control keys
 _LONG_WATCH = 10.0  # s: one quiet watch on a store with long_watches
+_PRUNE_MAX = 16  # history keys the master deletes per round, at most
 
 
 class Backoff:
@@ -54,6 +56,8 @@ async def run_election(elector: Elector, stop: asyncio.Event) -> None:
         asyncio.create_task(_members_loop(elector, first_read), name="members"),
         asyncio.create_task(_control_loop(elector), name="control"),
         asyncio.create_task(_tick_loop(elector), name="tick"),
+        asyncio.create_task(_history_writer(elector), name="history writer"),
+        asyncio.create_task(_history_reader(elector), name="history reader"),
     ]
     stopped = asyncio.create_task(stop.wait(), name="stop")
     ended: list[asyncio.Task[None]] = []
@@ -67,7 +71,7 @@ async def run_election(elector: Elector, stop: asyncio.Event) -> None:
             task.cancel()
         await asyncio.gather(*others, return_exceptions=True)
         if not lease.done():  # the lease loop renews on while the release drains
-            await elector.handover.release("shutting down")
+            await elector.handover.release("shutting down", Ending(RESIGNED))
         lease.cancel()
         await asyncio.gather(lease, return_exceptions=True)
         await elector.resign()
@@ -119,6 +123,7 @@ async def _campaign_loop(e: Elector, first_read: asyncio.Event) -> None:
                 continue  # the key is free: campaign through the priority delay
         else:
             if e.sees_key_free:
+                await e.learn_how_it_ended()
                 delay = e.free_key_delay()
                 if delay > 0:
                     await e.clock.sleep(delay)
@@ -182,6 +187,59 @@ async def _control_loop(e: Elector) -> None:
                 continue
             unread = False
         await e.handover.duties()
+
+
+async def _history_writer(e: Elector) -> None:
+    """Writes the queued history records, oldest first; the master then prunes the oldest terms.
+
+    Nothing here is on the probe path.
+    """
+    backoff = Backoff(0.1, 5.0)
+    while True:
+        ok = True
+        while ok and e.history_writes:
+            key, value = e.history_writes[0]
+            ok = await e.write_history(key, value)
+            if ok:
+                e.history_writes.popleft()
+        if ok and e.holds_key and e.history.loaded:
+            for _ in range(_PRUNE_MAX):
+                if not await e.prune_history():
+                    break
+        if not ok:
+            await e.clock.sleep(backoff.next())
+            continue
+        backoff.reset()
+        e.history_hint.clear()
+        if not e.history_writes:
+            await e.history_hint.wait()
+
+
+async def _history_reader(e: Elector) -> None:
+    """Keeps the history in memory: one full read, then a watch of the history keys.
+
+    The watch is its own, so a read by the campaign loop never moves it past a
+    record. An empty answer that came back early means the store compacted
+    its history past ours: read it all again.
+    """
+    backoff = Backoff(0.1, 5.0)
+    timeout = _LONG_WATCH if e.store.long_watches else e.settings.lease_ttl / 2
+    load = True
+    while True:
+        if load:
+            if not await e.load_history():
+                await e.clock.sleep(backoff.next())
+                continue
+            load = False
+        t_send = e.clock.now()
+        events = await e.watch_history(timeout)
+        if events is None:
+            await e.clock.sleep(backoff.next())
+            load = True
+            continue
+        backoff.reset()
+        if not events and e.clock.now() - t_send < timeout / 2:
+            load = True
 
 
 async def _tick_loop(e: Elector) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Query, Response
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from starlette.types import ASGIApp
 
@@ -35,9 +35,11 @@ from app.http.models import (
     CheckInfo,
     ClusterInfo,
     HealthInfo,
+    HistoryInfo,
     LeaderInfo,
     MemberInfo,
     RoleInfo,
+    TermInfo,
     TransitionInfo,
     utc,
 )
@@ -45,7 +47,7 @@ from app.http.ui import StatusPage
 from app.metrics import Metrics
 from app.probe.answer import PROBE_METHODS, PROBE_ROUTES
 from app.probe.asgi import ProbeApp, Prober
-from app.role import NodeView, Role
+from app.role import NodeView, Role, TermRecord
 
 _TEXT = {"content": {"text/plain": {"example": "ROLE=MASTER node=n1 term=42\n"}}}
 _PROBE_DOCS = {
@@ -203,6 +205,13 @@ def create_api(
             members=members,
         )
 
+    @app.get("/history", response_model=HistoryInfo, summary="The cluster's last terms")
+    async def history(
+        limit: int = Query(100, ge=1, le=1000, description="How many terms, newest first."),
+    ) -> HistoryInfo:
+        snap = node.snapshot
+        return HistoryInfo(node=snap.node_id, terms=[_term(r) for r in snap.history[:limit]])
+
     @app.get(
         "/health/live",
         response_model=HealthInfo,
@@ -256,3 +265,17 @@ def create_api(
         token = admin_token if isinstance(admin_token, AdminToken) else AdminToken(admin_token)
         app.add_middleware(AdminGate, token=token)
     return app
+
+
+def _term(record: TermRecord) -> TermInfo:
+    return TermInfo(
+        term=record.term,
+        node=record.node_id,
+        url=record.url,
+        began=utc(record.began) if record.began is not None else None,
+        ended=utc(record.ended) if record.ended is not None else None,
+        how=record.how,
+        to=record.to,
+        detail=record.detail,
+        failover_gap_ms=round(record.gap * 1000) if record.gap is not None else None,
+    )

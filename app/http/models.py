@@ -77,5 +77,30 @@ class ClusterInfo(BaseModel):
     members: list[MemberInfo]
 
 
+class TermInfo(BaseModel):
+    term: int = Field(description="The leader key's create_revision for that term.")
+    node: str = Field(description="The node that held it.")
+    url: str = Field(description="Its advertise URL.")
+    began: datetime | None = Field(
+        description="When it turned positive, as it saw it, ISO 8601 UTC; null if unrecorded."
+    )
+    ended: datetime | None = Field(description="When the term ended; null while it runs.")
+    how: str | None = Field(
+        description="switchover, maintenance, resigned, check failing, failback, lease expired, "
+        "lease lost or released; null while it runs."
+    )
+    to: str | None = Field(description="A switchover's target.")
+    detail: str = Field(description="Why, in the words of the node that recorded the end.")
+    failover_gap_ms: int | None = Field(
+        description="Milliseconds from the previous term's end to this term's first positive "
+        "answer, by the two nodes' clocks; null when either is unrecorded."
+    )
+
+
+class HistoryInfo(BaseModel):
+    node: str = Field(description="The node that answered.")
+    terms: list[TermInfo] = Field(description="Newest first.")
+
+
 class HealthInfo(BaseModel):
     status: str = Field(description="ok, or the reason it is not.")

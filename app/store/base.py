@@ -114,6 +114,8 @@ class Store(abc.ABC):
     ) -> AcquireResult:
         """Put ``key`` bound to ``lease_id`` only if it and every key in ``absent`` do not exist.
 
+        ``lease_id`` 0 binds the key to no lease: it stays until deleted.
+
         Each key in ``same`` must exist with exactly the given ``create_revision``
         (the very record the caller read, not a newer one). A guard that fails
         makes the acquire lose with ``holder`` set to the current ``key`` (or

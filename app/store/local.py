@@ -281,7 +281,8 @@ class LocalStore(Store):
             blocked = any(created(conn, k) for k in absent) or any(
                 created(conn, k) != rev for k, rev in (same or {}).items()
             )
-            if holder is not None or blocked or not self._lease_alive(conn, lease_id):
+            gone = lease_id != 0 and not self._lease_alive(conn, lease_id)
+            if holder is not None or blocked or gone:
                 rev = self._revision(conn)
                 return AcquireResult(False, holder.create_revision if holder else 0, holder, rev)
             kv = self._put(conn, key, value, lease_id)

@@ -126,7 +126,7 @@ class MemoryStore(Store):
             getattr(self.data.keys.get(k), "create_revision", 0) != rev
             for k, rev in (same or {}).items()
         )
-        if holder is not None or blocked or lease_id not in self.data.leases:
+        if holder is not None or blocked or (lease_id and lease_id not in self.data.leases):
             return AcquireResult(
                 False, holder.create_revision if holder else 0, holder, self.data.revision
             )

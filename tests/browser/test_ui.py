@@ -2,7 +2,8 @@
 
 The page is loaded from the master of a 3-node cluster; the master is killed
 (SIGKILL, by PID) and the page, now reading from a surviving member, must show
-the new master. Every wait is one of Playwright's bounded waits.
+the new master and its term on top of the timeline (from the real /history).
+Every wait is one of Playwright's bounded waits.
 """
 
 from __future__ import annotations
@@ -72,7 +73,11 @@ def test_the_page_follows_a_crash_of_the_master_it_was_loaded_from(
         lease = row(page, master).locator("td.lease")
         expect(lease).to_have_attribute("data-lease-ms", re.compile(r"^\d+$"))
         assert 0 <= int(lease.get_attribute("data-lease-ms") or -1) <= 2000  # TTL 2 s
-        expect(page.locator("#history-note")).to_have_attribute("data-state", "none")
+        newest = page.locator("#timeline tbody tr").first
+        expect(page.locator("#history-note")).to_have_attribute("data-state", "ok")
+        expect(newest).to_have_attribute("data-term", str(term))
+        expect(newest).to_have_attribute("data-node", master.node_id)
+        expect(newest).to_have_class("holding")
         page.screenshot(path=tmp_path / "ui-master.png", full_page=True)
 
         master.kill()
@@ -87,6 +92,19 @@ def test_the_page_follows_a_crash_of_the_master_it_was_loaded_from(
         expect(source).to_have_attribute("data-node", re.compile(rf"^({survivors})$"))
         expect(source).to_contain_text(f"{master.node_id}, which served this page, does not answer")
         expect(page.locator("#members tbody tr.master")).to_have_count(1)
+
+        # The timeline, read from the survivor: the new term on top, holding, with its
+        # failover gap; the dead master's term below it, ended by its lease.
+        new_term = state.get_attribute("data-term") or ""
+        expect(newest).to_have_attribute("data-term", new_term)
+        expect(newest).to_have_attribute("data-node", new.node_id)
+        expect(newest).to_have_class("holding")
+        expect(newest.locator("td").nth(5)).to_have_text(re.compile(r"^(\d+ ms|\d+\.\d\d s)$"))
+        old = page.locator(f'#timeline tbody tr[data-term="{term}"]')
+        expect(old).to_have_attribute("data-node", master.node_id)
+        expect(old).to_have_attribute("data-how", "lease expired")
+        expect(old.locator("td").nth(3)).not_to_have_text("holding")
+        expect(old.locator("td").nth(4)).to_contain_text("lease expired")
 
         after = tmp_path / "ui-after-failover.png"
         page.screenshot(path=after, full_page=True)

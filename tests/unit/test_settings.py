@@ -164,3 +164,15 @@ def test_an_unknown_vipmon_variable_is_named_with_a_near_match():
         "environment variable VIPMON_LEASE_TLL names no setting and is ignored;"
         " did you mean VIPMON_LEASE_TTL?"
     ]
+
+
+def test_the_variables_hooks_receive_are_not_called_unknown():
+    """A hook that runs ``vipmon`` inherits VIPMON_ROLE and the rest: none may be warned about."""
+    from app.hooks import HookRunner
+    from app.role import Role
+
+    runner = HookRunner(load_settings({"node_id": "n1", "on_master": "true"}, env={}))
+    hook = runner._hook("on_master", "true", Role.STANDBY, Role.MASTER, 7, "why")
+    given = {k: v for k, v in hook.env.items() if k.startswith("VIPMON_")}
+    assert len(given) == 7
+    assert unknown_variables(given) == []

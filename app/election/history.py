@@ -1,0 +1,259 @@
+"""The cluster's history: one record per term, kept in the store.
+
+Each term has up to two keys under ``/vipmon/<cluster>/history/<term>/``:
+
+* ``begin``: written by the node that won the term, once it answered positive:
+  its id, URL and when it turned positive (``began``).
+* ``end``: how and when the term ended. Written by whoever learns it first,
+  with a create-if-absent transaction, so the first account stands:
+
+  - the master itself, for a planned release (switchover, maintenance,
+    SIGTERM, a failing check, failback), *before* it deletes the leader key:
+    any later winner finds it;
+  - the master itself when it lost its lease or its key (``lease lost``);
+  - the winner of the next term, when it found no end record: the lease ran
+    out (``lease expired``), as after a crash.
+
+Nothing here is on the probe path: records are written by the election's
+history loop and by the release protocol, and read into memory (the
+:class:`History`), from which ``GET /history`` answers. At most
+:data:`HISTORY_MAX` terms are kept; the winner of a term prunes the oldest.
+Times are wall-clock seconds of the node that wrote them, so a gap between
+two nodes' records carries their clock skew.
+
+Parsing never raises: a value that is not our JSON is left out (and logged by
+the caller).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+from app.election.records import json_object
+from app.role import TermRecord
+from app.store.base import KeyValue
+
+#: The most terms kept in the store and in memory.
+HISTORY_MAX = 1000
+
+#: How a term ended, as ``how`` says it.
+SWITCHOVER = "switchover"
+MAINTENANCE = "maintenance"
+RESIGNED = "resigned"
+CHECK_FAILING = "check failing"
+FAILBACK = "failback"
+LEASE_EXPIRED = "lease expired"
+LEASE_LOST = "lease lost"
+RELEASED = "released"
+
+_TERM_DIGITS = 20  # zero-padded, so that keys sort by term
+_KEY = re.compile(rf"(\d{{{_TERM_DIGITS}}})/(begin|end)$")
+
+
+def history_prefix(cluster: str) -> str:
+    return f"/vipmon/{cluster}/history/"
+
+
+def begin_key(cluster: str, term: int) -> str:
+    return f"{history_prefix(cluster)}{term:0{_TERM_DIGITS}d}/begin"
+
+
+def end_key(cluster: str, term: int) -> str:
+    return f"{history_prefix(cluster)}{term:0{_TERM_DIGITS}d}/end"
+
+
+@dataclass(frozen=True)
+class Ending:
+    """Why a master gives up its term: ``how`` (one of the names above) and a target."""
+
+    how: str = RELEASED
+    to: str | None = None
+
+    def text(self) -> str:
+        return f"{self.how} to {self.to}" if self.to else self.how
+
+
+@dataclass(frozen=True)
+class TermBegin:
+    term: int
+    node_id: str
+    url: str
+    began: float
+
+
+@dataclass(frozen=True)
+class TermEnd:
+    term: int
+    node_id: str
+    url: str
+    ended: float
+    how: str
+    to: str | None
+    detail: str
+    by: str
+
+    def text(self) -> str:
+        return Ending(self.how, self.to).text()
+
+
+def encode_begin(record: TermBegin) -> bytes:
+    return json.dumps(
+        {"term": record.term, "id": record.node_id, "url": record.url, "began": record.began}
+    ).encode()
+
+
+def encode_end(record: TermEnd) -> bytes:
+    return json.dumps(
+        {
+            "term": record.term,
+            "id": record.node_id,
+            "url": record.url,
+            "ended": record.ended,
+            "how": record.how,
+            "to": record.to,
+            "detail": record.detail,
+            "by": record.by,
+        }
+    ).encode()
+
+
+def decode_begin(raw: bytes) -> TermBegin | None:
+    data = json_object(raw)
+    if data is None:
+        return None
+    term, node_id, url, began = (data.get(k) for k in ("term", "id", "url", "began"))
+    if not _is_term(term) or not _is_text(node_id) or not isinstance(url, str):
+        return None
+    if not _is_time(began):
+        return None
+    assert isinstance(term, int) and isinstance(node_id, str) and isinstance(began, int | float)
+    return TermBegin(term, node_id, url, float(began))
+
+
+def decode_end(raw: bytes) -> TermEnd | None:
+    data = json_object(raw)
+    if data is None:
+        return None
+    term, node_id, url, ended = (data.get(k) for k in ("term", "id", "url", "ended"))
+    how, to, detail, by = (data.get(k) for k in ("how", "to", "detail", "by"))
+    if not _is_term(term) or not isinstance(node_id, str) or not isinstance(url, str):
+        return None
+    if not _is_time(ended) or not _is_text(how) or not isinstance(detail, str):
+        return None
+    if not (to is None or _is_text(to)) or not isinstance(by, str):
+        return None
+    assert isinstance(term, int) and isinstance(ended, int | float) and isinstance(how, str)
+    return TermEnd(term, node_id, url, float(ended), how, to, detail, by)
+
+
+def _is_term(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _is_text(value: object) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
+def _is_time(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+
+
+class History:
+    """The history keys as last read or watched, and the view ``/history`` serves.
+
+    ``fold`` takes a key's new value (or its deletion); :attr:`view` is rebuilt
+    only when something changed, newest term first.
+    """
+
+    def __init__(self, cluster: str) -> None:
+        self.prefix = history_prefix(cluster)
+        self.begins: dict[int, TermBegin] = {}
+        self.ends: dict[int, TermEnd] = {}
+        #: (key, create_revision) of every history key, for pruning.
+        self.revisions: dict[str, int] = {}
+        self.view: tuple[TermRecord, ...] = ()
+        self.loaded = False
+
+    def owns(self, key: str) -> bool:
+        return key.startswith(self.prefix)
+
+    def load(self, kvs: Iterable[KeyValue]) -> list[KeyValue]:
+        """Replace everything with a full read of the prefix. Returns the garbage."""
+        self.begins, self.ends, self.revisions = {}, {}, {}
+        garbage = [kv for kv in kvs if not self._put(kv)]
+        self.loaded = True
+        self._rebuild()
+        return garbage
+
+    def fold(self, kv: KeyValue, deleted: bool = False) -> bool:
+        """Take one key's change. False if the value is garbage (it is left out)."""
+        if deleted:
+            self._drop(kv.key)
+            self._rebuild()
+            return True
+        ok = self._put(kv)
+        self._rebuild()
+        return ok
+
+    def _put(self, kv: KeyValue) -> bool:
+        match = _KEY.search(kv.key)
+        if match is None:
+            return False
+        term = int(match.group(1))
+        if match.group(2) == "begin":
+            begin = decode_begin(kv.value)
+            if begin is None or begin.term != term:
+                return False
+            self.begins[term] = begin
+        else:
+            end = decode_end(kv.value)
+            if end is None or end.term != term:
+                return False
+            self.ends[term] = end
+        self.revisions[kv.key] = kv.create_revision
+        return True
+
+    def _drop(self, key: str) -> None:
+        self.revisions.pop(key, None)
+        match = _KEY.search(key)
+        if match is not None:
+            term = int(match.group(1))
+            (self.begins if match.group(2) == "begin" else self.ends).pop(term, None)
+
+    def terms(self) -> list[int]:
+        return sorted(set(self.begins) | set(self.ends))
+
+    def excess(self) -> list[tuple[str, int]]:
+        """The keys of the oldest terms beyond :data:`HISTORY_MAX`, with their revisions."""
+        terms = self.terms()
+        old = set(terms[: max(0, len(terms) - HISTORY_MAX)])
+        return [(key, rev) for key, rev in self.revisions.items() if _term_of(key) in old]
+
+    def _rebuild(self) -> None:
+        records: list[TermRecord] = []
+        previous: TermRecord | None = None
+        for term in self.terms()[-HISTORY_MAX:]:
+            begin, end = self.begins.get(term), self.ends.get(term)
+            record = TermRecord(
+                term=term,
+                node_id=begin.node_id if begin else end.node_id if end else "",
+                url=begin.url if begin else end.url if end else "",
+                began=begin.began if begin else None,
+                ended=end.ended if end else None,
+                how=end.how if end else None,
+                to=end.to if end else None,
+                detail=end.detail if end else "",
+            )
+            if previous is not None and previous.ended is not None and record.began is not None:
+                record = replace(record, gap=record.began - previous.ended)
+            records.append(record)
+            previous = record
+        self.view = tuple(reversed(records))
+
+
+def _term_of(key: str) -> int:
+    match = _KEY.search(key)
+    return int(match.group(1)) if match else 0
