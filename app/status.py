@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import ssl
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -49,6 +50,7 @@ DEFAULT_URL = "http://127.0.0.1:8700"
 UNREACHABLE = "UNREACHABLE"
 WATCH_INTERVAL = 1.0
 _DETAIL_MAX = 60
+_ERROR_MAX = 100
 
 HELP_EPILOG = """\
 The cluster line says "master: N (term T)" when exactly one node answers MASTER,
@@ -402,9 +404,9 @@ def _cells(view: MemberView) -> tuple[str, ...]:
     )
 
 
-def _clip(text: str) -> str:
+def _clip(text: str, limit: int = _DETAIL_MAX) -> str:
     text = " ".join(text.split())
-    return text if len(text) <= _DETAIL_MAX else text[: _DETAIL_MAX - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 HEADER = ("NODE", "ROLE", "TERM", "LEASE", "STORE", "MAINT", "PAUSED", "CHECK", "URL", "NOTE")
@@ -432,21 +434,34 @@ def unread_line(report: Report) -> str:
 # -- asking the nodes -----------------------------------------------------------------
 
 
+def _cause_words(exc: BaseException) -> str | None:
+    """Words for the TLS or socket error under an httpx error (anyio hides both)."""
+    link: BaseException | None = exc
+    for _ in range(8):  # the chain is short; bound the walk anyway
+        if link is None:
+            return None
+        if isinstance(link, ssl.SSLCertVerificationError):
+            return f"TLS: certificate verify failed: {getattr(link, 'verify_message', link)}"
+        if isinstance(link, ssl.SSLError):
+            reason = str(getattr(link, "reason", None) or link)
+            alert = reason.partition("ALERT_")[2]
+            words = (alert or reason).lower().replace("_", " ")
+            return f'TLS: the node refused us (alert "{words}")' if alert else f"TLS: {words}"
+        if isinstance(link, OSError) and link.errno:
+            return os.strerror(link.errno).lower()
+        link = link.__cause__ or link.__context__
+    return None
+
+
 def _short_error(exc: Exception, timeout: float) -> str:
     import httpx
 
     if isinstance(exc, httpx.TimeoutException):
         return f"no answer within {timeout:g} s"
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    cause: BaseException | None = exc
-    while cause is not None:  # anyio hides "connection refused" under a generic message
-        if isinstance(cause, OSError) and cause.errno:
-            text = os.strerror(cause.errno).lower()
-            break
-        cause = cause.__cause__ or cause.__context__
-    if isinstance(exc, httpx.ConnectError):
+    text = _cause_words(exc) or " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, httpx.ConnectError) and not text.startswith("TLS"):
         text = f"cannot connect: {text}"
-    return _clip(text)
+    return _clip(text, _ERROR_MAX)
 
 
 async def fetch(client: httpx.AsyncClient, url: str, timeout: float) -> Answer:
@@ -457,7 +472,7 @@ async def fetch(client: httpx.AsyncClient, url: str, timeout: float) -> Answer:
         reply = await asyncio.wait_for(client.get(url), timeout)
     except TimeoutError:
         return f"no answer within {timeout:g} s"
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:  # ssl.SSLError may come raw
         return _short_error(exc, timeout)
     if reply.status_code != 200:
         return f"answered {reply.status_code}, not 200"

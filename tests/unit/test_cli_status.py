@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from typing import Any
 
 import httpx
@@ -247,6 +248,8 @@ def _serve(answers: dict[str, list[Any]]) -> httpx.AsyncClient:
         body = queue.pop(0) if len(queue) > 1 else queue[0]
         if body == "hang":
             await asyncio.Event().wait()
+        if isinstance(body, BaseException):
+            raise body
         if isinstance(body, int):
             return httpx.Response(body, json={"detail": "Not Found"})
         return httpx.Response(200, json=body)
@@ -289,6 +292,23 @@ def test_gather_asks_two_masters_again_before_it_calls_a_split():
     split = {**handover, H2 + "/role": [role("n2", "MASTER")]}
     split[H1 + "/role"] = [role("n1", "MASTER", term=10)]
     assert _gather(split).verdict.code == 4
+
+
+def test_gather_turns_socket_and_raw_tls_errors_into_unreachable_rows():
+    refused = httpx.ConnectError("All connection attempts failed")
+    refused.__cause__ = ConnectionRefusedError(111, "Connect call failed")
+    r = _gather(
+        {
+            H1 + "/cluster": [cluster()],
+            H1 + "/role": [role("n1")],
+            H2 + "/role": [ssl.SSLError(1, "tlsv1 alert unknown ca")],  # asyncio lets it through
+            H3 + "/role": [refused],
+        }
+    )
+    views = {v.node: v for v in r.views}
+    assert views["n2"].role == UNREACHABLE and views["n2"].error.startswith("TLS: ")
+    assert views["n3"].error == "cannot connect: connection refused"
+    assert r.verdict.code == 3
 
 
 def test_gather_reports_a_404_as_such():
