@@ -303,13 +303,29 @@ def _names(views: Sequence[MemberView]) -> str:
     return ", ".join(v.node for v in views)
 
 
-def _leader_named(answered: Sequence[MemberView]) -> tuple[str | None, int]:
-    """The leader the nodes name, with its term: the highest term wins."""
+def _leader_named(answered: Sequence[MemberView]) -> str | None:
+    """The leader the nodes name; when they differ, the one named with the highest term."""
     named = [(v.term, v.leader) for v in answered if v.leader]
-    if not named:
-        return None, 0
-    term, leader = max(named, key=lambda pair: pair[0])
-    return leader, term
+    return max(named, key=lambda pair: pair[0])[1] if named else None
+
+
+def _about_leader(leader: str, views: Sequence[MemberView], paused: bool) -> str:
+    """Why the node the leader key names is not master: gone, lapsed, or letting go."""
+    holder = next((v for v in views if v.node == leader), None)
+    then = "; no node takes over while paused" if paused else ", then another node takes over"
+    if holder is None:
+        return f"the leader key still names {leader}, which was not asked"
+    if not holder.reachable:
+        return (
+            f"the leader key still names {leader}, which does not answer "
+            f"(its lease runs out within the TTL{then})"
+        )
+    if holder.role == Role.UNKNOWN:
+        return (
+            f"the leader key names {leader}, which answers UNKNOWN (its lease lapsed or "
+            f"it cannot reach the store; the key goes within the TTL{then})"
+        )
+    return f"the leader key names {leader}, which answers {holder.role}: a hand-over is in progress"
 
 
 def _why_ineligible(view: MemberView) -> str:
@@ -329,7 +345,6 @@ def why_no_master(views: Sequence[MemberView]) -> str:
     if not answered:
         return "no node answers"
     paused = any(v.paused for v in answered)
-    paused_note = "the cluster is paused (automatic failover is off until `vipmon resume`)"
     lost = [v for v in answered if not v.store_ok]
     reasons: list[str] = []
     if len(lost) == len(answered):
@@ -346,33 +361,15 @@ def why_no_master(views: Sequence[MemberView]) -> str:
             "the leader key holds a value vipmon cannot read "
             "(nobody takes over until it is deleted or its lease ends)"
         )
-    elif (leader := _leader_named(answered)[0]) is not None:
-        holder = next((v for v in views if v.node == leader), None)
-        then = "; no node takes over while paused" if paused else ", then another node takes over"
-        if holder is None:
-            reasons.append(f"the leader key still names {leader}, which was not asked")
-        elif not holder.reachable:
-            reasons.append(
-                f"the leader key still names {leader}, which does not answer "
-                f"(its lease runs out within the TTL{then})"
-            )
-        elif holder.role == Role.UNKNOWN:
-            reasons.append(
-                f"the leader key names {leader}, which answers UNKNOWN (its lease lapsed or "
-                f"it cannot reach the store; the key goes within the TTL{then})"
-            )
-        else:
-            reasons.append(
-                f"the leader key names {leader}, which answers {holder.role}: "
-                "a hand-over is in progress"
-            )
+    elif (leader := _leader_named(answered)) is not None:
+        reasons.append(_about_leader(leader, views, paused))
     elif all(not v.eligible for v in answered):
         why = ", ".join(_why_ineligible(v) for v in answered)
         reasons.append(f"no eligible node ({why})")
     elif not paused:
         reasons.append("an election is in progress (no node holds the leader key yet)")
     if paused:
-        reasons.append(paused_note)
+        reasons.append("the cluster is paused (automatic failover is off until `vipmon resume`)")
     if lost and len(lost) < len(answered):
         reasons.append(f"the store is unreachable from {_names(lost)}")
     return "; ".join(reasons)

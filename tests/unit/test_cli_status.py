@@ -130,6 +130,14 @@ def test_no_master_because_the_leader_key_names_a_node_that_does_not_answer():
     assert " ".join(dead[9:]) == "cannot connect: connection refused"
 
 
+def test_a_leader_cut_off_from_the_store_answers_unknown():
+    roles = {H1: role("n1"), H2: role("n2", "UNKNOWN", store_ok=False), H3: role("n3")}
+    r = report(roles)
+    assert r.verdict.code == 3
+    assert r.verdict.line.startswith("no master: the leader key names n2, which answers UNKNOWN")
+    assert r.verdict.line.endswith("; the store is unreachable from n2")
+
+
 def test_a_dead_leader_while_paused_says_paused():
     roles = {H1: role("n1", paused=True), H2: "no answer within 2 s", H3: role("n3", paused=True)}
     r = report(roles)
