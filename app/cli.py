@@ -20,6 +20,7 @@ from app import __version__
 from app.errors import SettingsError
 from app.logs import configure_logging
 from app.settings import Settings, base_url, load_settings, unknown_variables
+from app.status import DEFAULT_URL, HELP_EPILOG, positive_seconds, run_status
 
 EXIT_USAGE = 2
 
@@ -91,13 +92,26 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run one node: join the election, serve the API")
     _add_setting_flags(run)
 
-    status = sub.add_parser("status", help="print the cluster as a table")
-    status.add_argument(
-        "--url", default="http://127.0.0.1:8700", help="any node's API URL (default: %(default)s)"
+    status = sub.add_parser(
+        "status",
+        help="ask every node for its role; say which one is master",
+        description="Ask every node what it is right now, and whether the cluster has a master.",
+        epilog=HELP_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     status.add_argument(
-        "--timeout", type=float, default=2.0, help="seconds per request (default: %(default)s)"
+        "--url",
+        action="append",
+        help="a node's API URL, repeatable: the first that answers lists the members "
+        f"(default: {DEFAULT_URL})",
     )
+    status.add_argument(
+        "--timeout",
+        type=positive_seconds,
+        default=2.0,
+        help="seconds per request (default: %(default)s)",
+    )
+    status.add_argument("--watch", action="store_true", help="redraw every second until Ctrl-C")
     _add_client_tls(status)
 
     for name, help_text in ADMIN_COMMANDS.items():
@@ -138,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _run(args)
         if args.command == "status":
-            return _status(args.url, args.timeout, _verify(args))
+            return run_status(args.url, args.timeout, _verify(args), watch=args.watch)
         if args.command == "openapi":
             return _openapi(args.output)
         if args.command in ADMIN_COMMANDS:
@@ -224,47 +238,6 @@ def _base_url(url: str) -> str:
         return base_url(url)
     except ValueError as exc:
         raise SettingsError("url", str(exc)) from None
-
-
-def _status(url: str, timeout: float, verify: Any = True) -> int:
-    base = _base_url(url)
-    import httpx
-
-    try:
-        with httpx.Client(timeout=timeout, verify=verify) as client:
-            answers = [client.get(f"{base}{path}") for path in ("/cluster", "/role")]
-            for reply in answers:
-                if reply.status_code != 200:
-                    print(
-                        f"vipmon: {reply.url} answered {reply.status_code}, not 200",
-                        file=sys.stderr,
-                    )
-                    return 1
-            cluster, role = (reply.json() for reply in answers)
-    except (httpx.HTTPError, ValueError) as exc:
-        print(f"vipmon: cannot read {base}: {exc}", file=sys.stderr)
-        return 1
-    print(format_status(cluster, role))
-    return 0
-
-
-def format_status(cluster: dict[str, Any], role: dict[str, Any]) -> str:
-    """Render /cluster and /role answers as a table."""
-    rows = [("MEMBER", "ROLE", "TERM", "URL")]
-    for member in cluster.get("members", []):
-        term = str(cluster.get("term", 0)) if member.get("is_master") else ""
-        rows.append((member["id"], member["role"], term, member["url"]))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = [
-        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows
-    ]
-    leader = cluster.get("leader") or "none"
-    lines.append("")
-    lines.append(
-        f"leader: {leader}  term: {cluster.get('term', 0)}  "
-        f"asked: {role.get('node')} ({role.get('role')})"
-    )
-    return "\n".join(lines)
 
 
 def _openapi(output: Path) -> int:

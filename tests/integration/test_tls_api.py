@@ -61,7 +61,7 @@ def test_https_is_verified_and_plain_http_never_gets_200(tmp_path: Path, ca: CA)
             httpx.get(node.url + "/monitor", timeout=2, verify=client(CA(tmp_path / "other")))
         shown = run_vipmon("status", "--url", node.url, "--ca-file", str(ca.cert))
         assert shown.returncode == 0, shown.stderr
-        assert "leader: solo" in shown.stdout
+        assert "master: solo (term " in shown.stdout
         unverified = run_vipmon("status", "--url", node.url, "--timeout", "2")
         assert unverified.returncode == 1
         assert "certificate verify failed" in unverified.stderr.lower()

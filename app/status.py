@@ -1,0 +1,562 @@
+"""``vipmon status``: what every node says about itself right now, and the cluster's verdict.
+
+One view of the cluster, taken from each node's own ``/role``, never from one node's
+``/cluster`` (which only names the holder of the leader key as this node last read it):
+
+1. :func:`gather` reads ``/cluster`` from every seed URL at once and keeps the first
+   seed (in the order given) that answered, for its member list; then it GETs ``/role``
+   from every listed member and every seed not listed, at once. Each request is
+   bounded by ``timeout`` as a whole. Two MASTER answers are asked once more before
+   they count: a planned hand-over between two reads would otherwise look like a split.
+2. :func:`build_report` (pure) turns those answers into one :class:`MemberView` per
+   node and a :class:`Verdict`: the cluster line and the exit status.
+3. :func:`render` (pure) prints them as a table and the cluster line.
+
+Exit status: 0 exactly one node answers MASTER; 1 no node could be read; 2 usage
+error; 3 no master; 4 more than one node answers MASTER. DRAINING is not MASTER (its
+``/monitor`` answers 503): a cluster whose master drains has no master (3).
+
+httpx is imported inside the functions that talk to nodes, so that ``vipmon run``
+(which imports the CLI) never loads it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import ssl
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TextIO
+
+from app.errors import SettingsError
+from app.role import Role
+from app.settings import base_url
+
+if TYPE_CHECKING:
+    import httpx
+
+EXIT_MASTER = 0
+EXIT_UNREAD = 1
+EXIT_USAGE = 2
+EXIT_NO_MASTER = 3
+EXIT_SPLIT = 4
+
+DEFAULT_URL = "http://127.0.0.1:8700"
+UNREACHABLE = "UNREACHABLE"
+WATCH_INTERVAL = 1.0
+_DETAIL_MAX = 60
+_ERROR_MAX = 100
+
+HELP_EPILOG = """\
+The cluster line says "master: N (term T)" when exactly one node answers MASTER,
+else "no master: <why>" (paused; store unreachable from every node; the leader key
+names a node that does not answer; no eligible node; an election in progress; ...).
+DRAINING is not MASTER: a master handing over counts as no master.
+
+exit status:
+  0  exactly one node answers MASTER
+  1  no node could be read
+  2  usage error (bad flag, a URL with a path)
+  3  no master
+  4  more than one node answers MASTER (a split: should never happen)
+
+--watch redraws every second until Ctrl-C and exits with the last frame's status;
+each frame takes at most 3 x --timeout."""
+
+#: A GET's outcome: the JSON object it answered, or why there is none.
+Answer = dict[str, Any] | str
+
+
+@dataclass(frozen=True)
+class Target:
+    """A URL to ask ``/role``: a member ``/cluster`` lists (``listed_as``) or a seed.
+
+    ``problem`` says why it is not asked at all (a member URL that is not a node API).
+    """
+
+    url: str
+    listed_as: str | None = None
+    problem: str = ""
+
+
+@dataclass(frozen=True)
+class MemberView:
+    """What one node says about itself in its own ``/role``, or that it does not answer.
+
+    ``node`` is the id it answers with, else the id ``/cluster`` lists at its URL,
+    else ``?``. ``role`` is its Role token, or ``UNREACHABLE`` with ``error``.
+    """
+
+    node: str
+    url: str
+    role: str
+    error: str = ""
+    term: int = 0
+    lease_ms: int = 0
+    leader: str | None = None
+    leader_unknown: bool = False
+    backend: str = ""
+    store_ok: bool = False
+    maintenance: bool = False
+    paused: bool = False
+    priority: int = 100
+    eligible: bool = True
+    check_configured: bool = False
+    check_ok: bool = True
+    check_detail: str = ""
+    note: str = ""
+
+    @property
+    def reachable(self) -> bool:
+        return self.role != UNREACHABLE
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The cluster line and the exit status it stands for."""
+
+    code: int
+    line: str
+
+
+@dataclass(frozen=True)
+class Report:
+    """Every node's view, the verdict, and where the member list came from."""
+
+    views: tuple[MemberView, ...]
+    verdict: Verdict
+    listed_by: str | None = None
+    notes: tuple[str, ...] = field(default=())
+
+
+# -- input ---------------------------------------------------------------------------
+
+
+def parse_seeds(urls: Sequence[str] | None) -> list[str]:
+    """The seed URLs, each ``scheme://host:port``, in order, once each; SettingsError if not."""
+    seeds: list[str] = []
+    for url in urls or [DEFAULT_URL]:
+        try:
+            base = base_url(url)
+        except ValueError as exc:
+            raise SettingsError("url", str(exc)) from None
+        if base not in seeds:
+            seeds.append(base)
+    return seeds
+
+
+def positive_seconds(text: str) -> float:
+    """argparse ``type`` of ``--timeout``: a finite number of seconds above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a number of seconds above 0")
+    return value
+
+
+# -- the pure part: answers -> views -> verdict -> text -------------------------------
+
+
+def pick_cluster(seeds: Sequence[str], answers: Mapping[str, Answer]) -> tuple[str, Answer]:
+    """The first seed whose ``/cluster`` answered, with its answer; else the first failure."""
+    for seed in seeds:
+        answer = answers.get(seed, "not asked")
+        if isinstance(answer, dict):
+            return seed, answer
+    return seeds[0], answers.get(seeds[0], "not asked")
+
+
+def targets(seeds: Sequence[str], cluster: Answer) -> list[Target]:
+    """Every member URL ``/cluster`` lists, then every seed it does not list."""
+    found: list[Target] = []
+    members = cluster.get("members") if isinstance(cluster, dict) else None
+    for member in members if isinstance(members, list) else []:
+        if not isinstance(member, dict):
+            continue
+        node_id = member.get("id")
+        listed_as = node_id if isinstance(node_id, str) and node_id else None
+        raw = member.get("url")
+        try:
+            url = base_url(raw) if isinstance(raw, str) else ""
+        except ValueError as exc:
+            found.append(Target(str(raw), listed_as, f"bad URL in /cluster: {exc}"))
+            continue
+        if not url:
+            found.append(Target("", listed_as, "no URL in /cluster"))
+        elif all(t.url != url for t in found):
+            found.append(Target(url, listed_as))
+    found.extend(Target(seed) for seed in seeds if all(t.url != seed for t in found))
+    return found
+
+
+def _value(data: Mapping[str, Any], name: str, kind: type, default: Any) -> Any:
+    value = data.get(name)
+    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value
+    return default
+
+
+def _part(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    value = data.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def member_view(target: Target, answer: Answer) -> MemberView:
+    """One node's view from its ``/role`` answer (a dict) or the reason it has none (a str)."""
+    fallback = target.listed_as or "?"
+    if target.problem:
+        return MemberView(fallback, target.url, UNREACHABLE, error=target.problem)
+    if isinstance(answer, str):
+        return MemberView(fallback, target.url, UNREACHABLE, error=answer)
+    role = answer.get("role")
+    if role not in {r.value for r in Role}:
+        return MemberView(
+            fallback, target.url, UNREACHABLE, error=f"/role has no valid 'role': {role!r}"
+        )
+    node = _value(answer, "node", str, "") or fallback
+    note = ""
+    if target.listed_as and node != target.listed_as:
+        note = f"/cluster lists {target.listed_as} at this URL"
+    leader = _part(answer, "leader").get("id")
+    backend, check = _part(answer, "backend"), _part(answer, "check")
+    return MemberView(
+        node=node,
+        url=target.url,
+        role=str(role),
+        term=_value(answer, "term", int, 0),
+        lease_ms=_value(answer, "lease_remaining_ms", int, 0),
+        leader=leader if isinstance(leader, str) and leader else None,
+        leader_unknown=_value(answer, "leader_unknown", bool, False),
+        backend=_value(backend, "name", str, ""),
+        store_ok=_value(backend, "reachable", bool, False),
+        maintenance=_value(answer, "maintenance", bool, False),
+        paused=_value(answer, "paused", bool, False),
+        priority=_value(answer, "priority", int, 100),
+        eligible=_value(answer, "eligible", bool, True),
+        check_configured=_value(check, "configured", bool, False),
+        check_ok=_value(check, "ok", bool, True),
+        check_detail=_value(check, "detail", str, ""),
+        note=note,
+    )
+
+
+def member_views(found: Sequence[Target], roles: Mapping[str, Answer]) -> list[MemberView]:
+    """One view per node, sorted by id: a node reached at two URLs is shown once."""
+    by_id: dict[str, MemberView] = {}
+    anonymous: list[MemberView] = []
+    for target in found:
+        view = member_view(target, roles.get(target.url, "not asked"))
+        if view.node == "?":
+            anonymous.append(view)
+            continue
+        old = by_id.get(view.node)
+        if old is None or (view.reachable and not old.reachable):
+            by_id[view.node] = view
+    return [by_id[k] for k in sorted(by_id)] + anonymous
+
+
+def build_report(
+    seeds: Sequence[str], clusters: Mapping[str, Answer], roles: Mapping[str, Answer]
+) -> Report:
+    """The whole report from the answers: ``/cluster`` per seed, ``/role`` per URL."""
+    listed_by, cluster = pick_cluster(seeds, clusters)
+    views = member_views(targets(seeds, cluster), roles)
+    notes: tuple[str, ...] = ()
+    if isinstance(cluster, str):
+        notes = (f"no seed answered /cluster ({listed_by}: {cluster}); only the seeds are shown",)
+        listed_by = ""
+    return Report(tuple(views), verdict(views), listed_by or None, notes)
+
+
+def verdict(views: Sequence[MemberView]) -> Verdict:
+    """Exactly one MASTER answer is a master; none is 'no master: why'; two or more a split."""
+    answered = [v for v in views if v.reachable]
+    if not answered:
+        return Verdict(EXIT_UNREAD, "no master: no node answers")
+    masters = [v for v in answered if v.role == Role.MASTER]
+    if len(masters) == 1:
+        return Verdict(EXIT_MASTER, f"master: {masters[0].node} (term {masters[0].term})")
+    if masters:
+        who = ", ".join(f"{v.node} (term {v.term})" for v in masters)
+        return Verdict(
+            EXIT_SPLIT,
+            f"SPLIT: {len(masters)} nodes answer MASTER: {who}. This should never happen: "
+            "take all but one out of the load balancer's pool now, then check the store",
+        )
+    return Verdict(EXIT_NO_MASTER, "no master: " + why_no_master(views))
+
+
+_STORE_HINTS = {
+    "etcd": "etcd quorum lost or etcd down",
+    "local": "the state directory cannot be used",
+}
+
+
+def _names(views: Sequence[MemberView]) -> str:
+    return ", ".join(v.node for v in views)
+
+
+def _leader_named(answered: Sequence[MemberView]) -> str | None:
+    """The leader the nodes name; when they differ, the one named with the highest term."""
+    named = [(v.term, v.leader) for v in answered if v.leader]
+    return max(named, key=lambda pair: pair[0])[1] if named else None
+
+
+def _about_leader(leader: str, views: Sequence[MemberView], paused: bool) -> str:
+    """Why the node the leader key names is not master: gone, lapsed, or letting go."""
+    holder = next((v for v in views if v.node == leader), None)
+    then = "; no node takes over while paused" if paused else ", then another node takes over"
+    if holder is None:
+        return f"the leader key still names {leader}, which was not asked"
+    if not holder.reachable:
+        return (
+            f"the leader key still names {leader}, which does not answer "
+            f"(its lease runs out within the TTL{then})"
+        )
+    if holder.role == Role.UNKNOWN:
+        return (
+            f"the leader key names {leader}, which answers UNKNOWN (its lease lapsed or "
+            f"it cannot reach the store; the key goes within the TTL{then})"
+        )
+    return f"the leader key names {leader}, which answers {holder.role}: a hand-over is in progress"
+
+
+def _why_ineligible(view: MemberView) -> str:
+    reasons = []
+    if view.maintenance:
+        reasons.append("in maintenance")
+    if not view.check_ok:
+        reasons.append("check failing")
+    if view.priority <= 0:
+        reasons.append("priority 0")
+    return f"{view.node} " + (" and ".join(reasons) or "not eligible")
+
+
+def why_no_master(views: Sequence[MemberView]) -> str:
+    """Why no node answers MASTER, worked out from what the nodes answered."""
+    answered = [v for v in views if v.reachable]
+    if not answered:
+        return "no node answers"
+    paused = any(v.paused for v in answered)
+    lost = [v for v in answered if not v.store_ok]
+    reasons: list[str] = []
+    if len(lost) == len(answered):
+        backends = sorted({v.backend for v in answered if v.backend})
+        hint = "; ".join(_STORE_HINTS.get(b, f"{b} down") for b in backends) or "store down"
+        reasons.append(f"the store is unreachable from every node that answered ({hint})")
+    elif draining := [v for v in answered if v.role == Role.DRAINING]:
+        reasons.append(
+            f"{_names(draining)} is DRAINING (a planned hand-over: "
+            "another node takes the role once it lets go)"
+        )
+    elif any(v.leader_unknown for v in answered):
+        reasons.append(
+            "the leader key holds a value vipmon cannot read "
+            "(nobody takes over until it is deleted or its lease ends)"
+        )
+    elif (leader := _leader_named(answered)) is not None:
+        reasons.append(_about_leader(leader, views, paused))
+    elif all(not v.eligible for v in answered):
+        why = ", ".join(_why_ineligible(v) for v in answered)
+        reasons.append(f"no eligible node ({why})")
+    elif not paused:
+        reasons.append("an election is in progress (no node holds the leader key yet)")
+    if paused:
+        reasons.append("the cluster is paused (automatic failover is off until `vipmon resume`)")
+    if lost and len(lost) < len(answered):
+        reasons.append(f"the store is unreachable from {_names(lost)}")
+    return "; ".join(reasons)
+
+
+def _cells(view: MemberView) -> tuple[str, ...]:
+    if not view.reachable:
+        return (view.node, view.role, "-", "-", "-", "-", "-", "-", view.url, view.error)
+    lease = "-"
+    if view.lease_ms > 0 or view.role in (Role.MASTER, Role.DRAINING):
+        lease = f"{view.lease_ms / 1000:.1f}s"
+    check = "none"
+    if view.check_configured:
+        check = "ok" if view.check_ok else "failing"
+    notes = [view.note] if view.note else []
+    if view.check_configured and not view.check_ok and view.check_detail:
+        notes.append("check: " + _clip(view.check_detail))
+    return (
+        view.node,
+        view.role,
+        str(view.term) if view.term else "-",
+        lease,
+        "ok" if view.store_ok else "unreachable",
+        "yes" if view.maintenance else "no",
+        "yes" if view.paused else "no",
+        check,
+        view.url,
+        "; ".join(notes),
+    )
+
+
+def _clip(text: str, limit: int = _DETAIL_MAX) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+HEADER = ("NODE", "ROLE", "TERM", "LEASE", "STORE", "MAINT", "PAUSED", "CHECK", "URL", "NOTE")
+
+
+def render(report: Report) -> str:
+    """The table (one row per node, as it answers for itself) and the cluster line."""
+    rows = [HEADER, *(_cells(v) for v in report.views)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER))]
+    lines = [
+        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows
+    ]
+    lines.append("")
+    lines.append(report.verdict.line)
+    lines.extend(f"note: {note}" for note in report.notes)
+    return "\n".join(lines)
+
+
+def unread_line(report: Report) -> str:
+    """The one-line error of exit status 1: each URL asked, and why it gave nothing."""
+    parts = [f"{v.url or v.node}: {v.error}" for v in report.views]
+    return "vipmon status: no node could be read: " + "; ".join(parts)
+
+
+# -- asking the nodes -----------------------------------------------------------------
+
+
+def _cause_words(exc: BaseException) -> str | None:
+    """Words for the TLS or socket error under an httpx error (anyio hides both)."""
+    link: BaseException | None = exc
+    for _ in range(8):  # the chain is short; bound the walk anyway
+        if link is None:
+            return None
+        if isinstance(link, ssl.SSLCertVerificationError):
+            return f"TLS: certificate verify failed: {getattr(link, 'verify_message', link)}"
+        if isinstance(link, ssl.SSLError):
+            reason = str(getattr(link, "reason", None) or link)
+            alert = reason.partition("ALERT_")[2]
+            words = (alert or reason).lower().replace("_", " ")
+            return f'TLS: the node refused us (alert "{words}")' if alert else f"TLS: {words}"
+        if isinstance(link, OSError) and link.errno:
+            return os.strerror(link.errno).lower()
+        link = link.__cause__ or link.__context__
+    return None
+
+
+def _short_error(exc: Exception, timeout: float) -> str:
+    import httpx
+
+    if isinstance(exc, httpx.TimeoutException):
+        return f"no answer within {timeout:g} s"
+    text = _cause_words(exc) or " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, httpx.ConnectError) and not text.startswith("TLS"):
+        text = f"cannot connect: {text}"
+    return _clip(text, _ERROR_MAX)
+
+
+async def fetch(client: httpx.AsyncClient, url: str, timeout: float) -> Answer:
+    """GET ``url`` within ``timeout`` s as a whole: its JSON object, or why not."""
+    import httpx
+
+    try:
+        reply = await asyncio.wait_for(client.get(url), timeout)
+    except TimeoutError:
+        return f"no answer within {timeout:g} s"
+    except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:  # ssl.SSLError may come raw
+        return _short_error(exc, timeout)
+    if reply.status_code != 200:
+        return f"answered {reply.status_code}, not 200"
+    try:
+        data = reply.json()
+    except ValueError:
+        return "answered something that is not JSON"
+    return data if isinstance(data, dict) else "answered JSON that is not an object"
+
+
+async def _fetch_all(
+    client: httpx.AsyncClient, urls: Sequence[str], path: str, timeout: float
+) -> dict[str, Answer]:
+    answers = await asyncio.gather(*(fetch(client, url + path, timeout) for url in urls))
+    return dict(zip(urls, answers, strict=True))
+
+
+async def gather(client: httpx.AsyncClient, seeds: Sequence[str], timeout: float) -> Report:
+    """Ask every node, at once; at most three rounds of ``timeout`` s each."""
+    clusters = await _fetch_all(client, seeds, "/cluster", timeout)
+    _, cluster = pick_cluster(seeds, clusters)
+    found = targets(seeds, cluster)
+    roles = await _fetch_all(client, [t.url for t in found if not t.problem], "/role", timeout)
+    report = build_report(seeds, clusters, roles)
+    masters = [v.url for v in report.views if v.role == Role.MASTER]
+    if len(masters) > 1:  # ask again: a hand-over between two reads is not a split
+        roles.update(await _fetch_all(client, masters, "/role", timeout))
+        report = build_report(seeds, clusters, roles)
+    return report
+
+
+def _client(timeout: float, verify: Any) -> httpx.AsyncClient:
+    import httpx
+
+    return httpx.AsyncClient(timeout=timeout, verify=verify)
+
+
+async def _once(seeds: Sequence[str], timeout: float, verify: Any) -> Report:
+    async with _client(timeout, verify) as client:
+        return await gather(client, seeds, timeout)
+
+
+@dataclass
+class _Frames:
+    """The watch loop's last exit status, kept outside the loop for Ctrl-C."""
+
+    code: int = EXIT_UNREAD
+
+
+async def _watch(
+    seeds: Sequence[str], timeout: float, verify: Any, out: TextIO, frames: _Frames
+) -> None:
+    clear = "\x1b[H\x1b[2J" if out.isatty() else ""
+    loop = asyncio.get_running_loop()
+    async with _client(timeout, verify) as client:
+        while True:
+            started = loop.time()
+            report = await gather(client, seeds, timeout)
+            stamp = time.strftime("%H:%M:%S")
+            head = f"vipmon status --watch: {stamp}, every {WATCH_INTERVAL:g} s (Ctrl-C ends)"
+            out.write(f"{clear}{head}\n\n{render(report)}\n\n")
+            out.flush()
+            frames.code = report.verdict.code
+            await asyncio.sleep(max(0.0, started + WATCH_INTERVAL - loop.time()))
+
+
+def run_status(
+    urls: Sequence[str] | None,
+    timeout: float,
+    verify: Any = True,
+    *,
+    watch: bool = False,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    """``vipmon status``: print the report (every second with ``watch``); its exit status."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    seeds = parse_seeds(urls)
+    if watch:
+        frames = _Frames()
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends it: no traceback
+            asyncio.run(_watch(seeds, timeout, verify, out, frames))
+        return frames.code
+    report = asyncio.run(_once(seeds, timeout, verify))
+    if report.verdict.code == EXIT_UNREAD:
+        print(unread_line(report), file=err)
+    else:
+        print(render(report), file=out)
+    return report.verdict.code
