@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
 
+from app.election.records import json_object
 from app.role import Member
 from app.store.base import KeyValue
 
@@ -87,14 +87,13 @@ def decode_control(cluster: str, kvs: list[KeyValue]) -> ControlState:
 
 
 def _decode_switchover(kv: KeyValue) -> Switchover | None:
-    try:
-        data: Any = json.loads(kv.value.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        return None
-    if not isinstance(data, dict):
+    data = json_object(kv.value)
+    if data is None:
         return None
     src, dst, term = data.get("from"), data.get("to"), data.get("term")
     if not isinstance(src, str) or not isinstance(dst, str) or not isinstance(term, int):
+        return None
+    if isinstance(term, bool):
         return None
     return Switchover(src, dst, term, kv.create_revision)
 

@@ -32,7 +32,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from app.election.records import json_object
+from app.election.records import json_object, wall_time
 from app.role import TermRecord
 from app.store.base import KeyValue
 
@@ -127,10 +127,11 @@ def decode_begin(raw: bytes) -> TermBegin | None:
     term, node_id, url, began = (data.get(k) for k in ("term", "id", "url", "began"))
     if not _is_term(term) or not _is_text(node_id) or not isinstance(url, str):
         return None
-    if not _is_time(began):
+    start = wall_time(began)
+    if start is None:
         return None
-    assert isinstance(term, int) and isinstance(node_id, str) and isinstance(began, int | float)
-    return TermBegin(term, node_id, url, float(began))
+    assert isinstance(term, int) and isinstance(node_id, str)
+    return TermBegin(term, node_id, url, start)
 
 
 def decode_end(raw: bytes) -> TermEnd | None:
@@ -141,12 +142,13 @@ def decode_end(raw: bytes) -> TermEnd | None:
     how, to, detail, by = (data.get(k) for k in ("how", "to", "detail", "by"))
     if not _is_term(term) or not isinstance(node_id, str) or not isinstance(url, str):
         return None
-    if not _is_time(ended) or not _is_text(how) or not isinstance(detail, str):
+    end = wall_time(ended)
+    if end is None or not _is_text(how) or not isinstance(detail, str):
         return None
     if not (to is None or _is_text(to)) or not isinstance(by, str):
         return None
-    assert isinstance(term, int) and isinstance(ended, int | float) and isinstance(how, str)
-    return TermEnd(term, node_id, url, float(ended), how, to, detail, by)
+    assert isinstance(term, int) and isinstance(how, str)
+    return TermEnd(term, node_id, url, end, how, to, detail, by)
 
 
 def _is_term(value: object) -> bool:
@@ -155,10 +157,6 @@ def _is_term(value: object) -> bool:
 
 def _is_text(value: object) -> bool:
     return isinstance(value, str) and bool(value)
-
-
-def _is_time(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
 
 
 class History:
