@@ -489,9 +489,25 @@ class Elector(ClusterSteps):
         for event in events:
             self.watch_revision = max(self.watch_revision, event.revision + 1)
             self.apply_event(event)
-        if self.holds_key and not any(e.kv.key == self.key for e in events):
+        if self._read_after(events):
             return await self.verify_hold()
         return True
+
+    def _read_after(self, events: list[WatchEvent]) -> bool:
+        """Whether a batch leaves us needing a read of the leader key.
+
+        The master reads unless the batch's last leader-key event is the key
+        as ours (a quiet watch proves nothing, and neither does an event it
+        could not place). Anyone reads after a delete whose old value the
+        store did not send (etcd omits ``prev_kv`` when that revision was
+        compacted): its ``create_revision`` is 0, so it names no term.
+        """
+        mine = [e for e in events if e.kv.key == self.key]
+        if any(e.kind is EventKind.DELETE and e.kv.create_revision == 0 for e in mine):
+            return True
+        if not self.holds_key:
+            return False
+        return not mine or mine[-1].kind is not EventKind.PUT or not self._is_ours(mine[-1].kv)
 
     def apply_event(self, event: WatchEvent) -> None:
         """Fold one watch event in. Safe against late and repeated events.

@@ -52,9 +52,13 @@ class MemoryData:
         for key in [k for k, kv in self.keys.items() if kv.lease == lease_id]:
             self.delete(key)
 
-    def delete(self, key: str) -> None:
+    def delete(self, key: str, prev_kv: bool = True) -> None:
+        """Delete ``key``. Without ``prev_kv`` its event carries no old value, as etcd's
+        does when the previous revision was compacted (``create_revision`` 0)."""
         old = self.keys.pop(key)
         self.revision += 1
+        if not prev_kv:
+            old = KeyValue(key, b"", 0, self.revision)
         self.history.append(WatchEvent(EventKind.DELETE, old, self.revision))
 
     def put(self, key: str, value: bytes, lease_id: int) -> KeyValue:

@@ -105,6 +105,31 @@ def test_master_steps_down_when_its_key_is_deleted_or_overwritten():
     assert rev < master.watch_revision
 
 
+def test_a_delete_without_its_old_value_makes_the_master_read_and_step_down():
+    """etcd omits ``prev_kv`` when the old revision was compacted: the event names no term."""
+    w = World(2)
+    w.step_all()
+    master = next(e for e in w.nodes if e.snapshot.is_master(w.clock.now()))
+    standby = next(e for e in w.nodes if e is not master)
+    w.data.delete(leader_key("vipmon"), prev_kv=False)
+    run(master.observe(timeout=0))
+    assert not master.snapshot.is_master(w.clock.now())
+    assert master.role() is not Role.MASTER
+    run(standby.observe(timeout=0))
+    assert standby.sees_key_free
+
+
+def test_an_old_put_of_our_key_after_a_lost_delete_is_no_proof_of_hold():
+    w = World(2)
+    w.step_all()
+    master = next(e for e in w.nodes if e.snapshot.is_master(w.clock.now()))
+    start = master.watch_revision
+    w.data.delete(leader_key("vipmon"), prev_kv=False)
+    master.watch_revision = start - 1  # the batch starts with our own acquire's put
+    run(master.observe(timeout=0))
+    assert not master.snapshot.is_master(w.clock.now())
+
+
 def test_garbage_in_the_leader_key_is_held_by_someone_unknown():
     w = World(2)
     w.data.put(leader_key("vipmon"), b"\xff\xfegarbage", 0)
