@@ -22,6 +22,7 @@ import uvicorn
 from app.checks import CheckRunner
 from app.clock import MonotonicClock
 from app.election.admin import AdminCommands
+from app.election.barrier import ProbeBarrier
 from app.election.elector import Elector
 from app.election.records import leader_key
 from app.election.thread import ElectionThread
@@ -187,7 +188,8 @@ def serve(settings: Settings) -> int:
     clock = MonotonicClock()
     check = CheckRunner(settings, clock)
     hooks = HookRunner(settings)
-    elector = Elector(settings, store, clock, check=lambda: check.state)
+    barrier = ProbeBarrier()
+    elector = Elector(settings, store, clock, check=lambda: check.state, barrier=barrier)
     metrics = Metrics(elector, clock, check_state=lambda: check.state)
     live_window = max(3.0, 2.0 * settings.lease_ttl)
     systemd = Systemd.from_environ(lambda: elector.heartbeat, clock, max_stale=live_window)
@@ -244,7 +246,7 @@ def serve(settings: Settings) -> int:
     hooks.submit(Role.UNKNOWN, Role.UNKNOWN, 0, "starting")  # drops a VIP left by a crash
     check.start()
     try:
-        asyncio.run(_serve(server, election, sock, settings, systemd, tls, token))
+        asyncio.run(_serve(server, election, sock, settings, systemd, tls, token, barrier))
     finally:
         systemd.close()
         sock.close()
@@ -303,7 +305,9 @@ async def _serve(
     systemd: Systemd,
     tls: ServerTls | None,
     token: AdminToken | None,
+    barrier: ProbeBarrier,
 ) -> None:
+    barrier.bind(asyncio.get_running_loop())  # probes and the agent-check are served here
     agent = await _start_agent(settings, election.elector)
     election.start()
     loop = asyncio.get_running_loop()

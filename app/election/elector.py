@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from app.clock import Clock
+from app.election.barrier import Barrier, NoBarrier
 from app.election.cluster import CheckView, ClusterSteps
 from app.election.control import ControlState, acquire_guards, campaign_delay, control_prefix
 from app.election.handover import Handover
@@ -82,10 +83,13 @@ class Elector(ClusterSteps):
         wall: Callable[[], float] = time.time,
         check: Callable[[], CheckView] | None = None,
         observers: tuple[Observer, ...] = (),
+        barrier: Barrier | None = None,
     ) -> None:
         self.settings = settings
         self.check = check or _NoCheck
         self.observers = observers
+        #: A planned release passes it before it deletes the key (app.election.barrier).
+        self.barrier: Barrier = barrier or NoBarrier()
         self.store = store
         self.clock = clock
         self.wall = wall

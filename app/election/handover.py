@@ -12,13 +12,18 @@ failback) or the resignation on SIGTERM. All of them run one protocol,
    to run, so no new term can be won in the middle of a release.
 3. **Drain** for ``drain_time``: the key is kept and the lease renewed, so an
    ADC that reads ``DRAINING`` stops new connections while old ones finish.
-4. **Settle** for ``settle_time``: a positive answer computed just before step
-   2 has left the node before anyone else can turn positive. (A lease that
-   expires has its margin; an explicit delete has only this.)
+4. **Settle** for ``settle_time``, then pass the **release barrier**
+   (:mod:`app.election.barrier`): a round trip through the loop that serves
+   probes, so that every positive answer computed before step 2 has been
+   written before anyone else can turn positive. If that loop does not answer
+   while the lease is still valid, the lease is abandoned and expires instead,
+   with its margin.
 5. **Delete the captured term only**, in a transaction guarded by its
    ``create_revision``: a term won by anybody after the capture is never
    touched. If the delete fails, the lease is abandoned and expires instead.
-6. Leave the releasing state.
+6. Leave the releasing state. A release that is cancelled or fails on the way
+   abandons its lease first, so that leaving the state can never make the
+   node positive for a key it may have deleted.
 
 A switchover (:meth:`Handover.switchover`) first writes its record
 ``/vipmon/<cluster>/control/switchover`` on a lease of its own, granted for
@@ -109,7 +114,19 @@ class Handover:
             await e.clock.sleep(e.settings.settle_time)
             if writing is not None and not await writing:
                 e.queue_history(*record)  # the store failed: the history loop tries again
+            if not await e.barrier.passed(e.deadline.valid_until - e.clock.now()):
+                log.warning(
+                    "releasing term %d: the probe loop did not confirm that the last positive "
+                    "answer has left; letting the lease expire instead",
+                    term,
+                )
+                self._abandon(term, reason)
+                return False
             return await self._delete(term, reason)
+        except BaseException:
+            # Cancelled, or a bug: the key may be deleted or not; never come back positive.
+            self._abandon(term, f"{reason}: release interrupted")
+            raise
         finally:
             if writing is not None and not writing.done():
                 writing.cancel()
@@ -117,14 +134,19 @@ class Handover:
                 self.releasing_term = None
                 e.publish(f"release of term {term} ended")
 
+    def _abandon(self, term: int, reason: str) -> None:
+        """Give up the lease that holds ``term``: the store expires the key, with the margin."""
+        e = self.e
+        if e.holds_key and e.term == term:
+            e.lose_lease(f"{reason}; lease abandoned")
+
     async def _delete(self, term: int, reason: str) -> bool:
         e = self.e
         try:
             deleted = await e.store.resign(e.key, term)
         except StoreError as exc:
             log.warning("releasing term %d failed (%s); letting the lease expire", term, exc)
-            if e.holds_key and e.term == term:
-                e.lose_lease(f"{reason}; lease abandoned")
+            self._abandon(term, reason)
             return False
         log.info("released term %d (key deleted: %s): %s", term, deleted, reason)
         if e.holds_key and e.term == term:

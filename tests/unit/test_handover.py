@@ -227,3 +227,73 @@ def test_a_switchover_target_campaigns_without_the_priority_delay():
     assert target.free_key_delay() == 0.0
     target.control = ControlState(switchover=Switchover("n1", "n3", 7))
     assert target.free_key_delay() == target.settings.priority_delay
+
+
+def test_a_cancelled_release_never_leaves_the_node_positive():
+    """Finding 7: leaving the releasing state in ``finally`` published MASTER again."""
+    w = World(drain_time="0.5")
+
+    async def scenario() -> None:
+        a = await w.elect("n1")
+        release = asyncio.create_task(a.handover.release("switchover to n2"))
+        await asyncio.sleep(0)
+        assert a.handover.releasing and not w.masters()
+        release.cancel()
+        await asyncio.gather(release, return_exceptions=True)
+        assert not a.handover.releasing
+        assert not a.snapshot.is_master(w.clock.now()), "positive after a cancelled release"
+        assert a.lease_id is None  # abandoned: the key goes with the lease, with its margin
+
+    asyncio.run(scenario())
+
+
+class HeldBarrier:
+    """A serving loop that has not yet written an answer computed before the release."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+        self.pass_ = asyncio.Event()
+        self.answer = True
+
+    async def passed(self, timeout: float) -> bool:
+        self.asked += 1
+        await self.pass_.wait()
+        return self.answer
+
+
+def test_a_release_deletes_the_key_only_after_the_probe_loop_passed_the_barrier():
+    """Finding 6: the settle time alone covered an answer held up on its way out."""
+    w = World()
+
+    async def scenario() -> None:
+        a = await w.elect("n1")
+        barrier = HeldBarrier()
+        a.barrier = barrier
+        release = asyncio.create_task(a.handover.release("switchover to n2"))
+        await _settle(release, w.clock, 0.2)  # far past the 10 ms settle time
+        assert barrier.asked == 1
+        assert KEY in w.data.keys, "the key went before the probe loop confirmed"
+        barrier.pass_.set()
+        assert await release
+        assert KEY not in w.data.keys
+
+    asyncio.run(scenario())
+
+
+def test_a_barrier_that_does_not_pass_abandons_the_lease_instead_of_deleting():
+    w = World()
+
+    async def scenario() -> None:
+        a = await w.elect("n1")
+        barrier = HeldBarrier()
+        barrier.answer = False
+        barrier.pass_.set()
+        a.barrier = barrier
+        release = asyncio.create_task(a.handover.release("switchover to n2"))
+        await _settle(release, w.clock, 0.2)
+        assert not await release
+        assert KEY in w.data.keys  # left to expire with the lease
+        assert a.lease_id is None and not a.holds_key
+        assert not a.snapshot.is_master(w.clock.now())
+
+    asyncio.run(scenario())
