@@ -25,7 +25,7 @@ from app.election.admin import AdminCommands
 from app.election.elector import Elector
 from app.election.records import leader_key
 from app.election.thread import ElectionThread
-from app.errors import SettingsError
+from app.errors import SettingsError, StoreError
 from app.hooks import HookRunner
 from app.http.admin import AdminToken
 from app.http.app import create_app
@@ -44,7 +44,11 @@ _BACKLOG = 2048  # uvicorn's default
 
 
 def open_store(settings: Settings) -> Store:
-    """The store the settings name. Raises SettingsError if it cannot be set up."""
+    """The store the settings name. Raises SettingsError if it cannot be set up.
+
+    A state directory, or a database file in it, that cannot be written is
+    refused here rather than leaving the node negative for ever.
+    """
     timeout = settings.effective_store_timeout
     if settings.backend == "etcd":
         from app.store.etcd import EtcdStore
@@ -60,6 +64,7 @@ def open_store(settings: Settings) -> Store:
             key_file=str(settings.etcd_key_file) if settings.etcd_key_file else None,
             confirm_key=leader_key(settings.cluster),
         )
+    from app.store.claim import check_writable
     from app.store.local import LocalStore
 
     try:
@@ -68,7 +73,12 @@ def open_store(settings: Settings) -> Store:
         raise SettingsError(
             "state_dir", f"cannot create {settings.state_dir}: {exc.strerror or exc}"
         ) from exc
-    return LocalStore(settings.state_dir / "vipmon.sqlite", timeout=timeout)
+    path = settings.state_dir / "vipmon.sqlite"
+    try:
+        check_writable(path)
+    except StoreError as exc:
+        raise SettingsError("state_dir", str(exc)) from exc
+    return LocalStore(path, timeout=timeout)
 
 
 def raise_open_file_limit() -> None:
