@@ -46,8 +46,9 @@ _BACKLOG = 2048  # uvicorn's default
 def open_store(settings: Settings) -> Store:
     """The store the settings name. Raises SettingsError if it cannot be set up.
 
-    A state directory, or a database file in it, that cannot be written is
-    refused here rather than leaving the node negative for ever.
+    The embedded store is claimed here, before the node serves: a state directory
+    it cannot write, or a file another live host uses, is refused (exit 2), and
+    after a reboot the previous boot's leases go (this waits about one TTL).
     """
     timeout = settings.effective_store_timeout
     if settings.backend == "etcd":
@@ -64,7 +65,6 @@ def open_store(settings: Settings) -> Store:
             key_file=str(settings.etcd_key_file) if settings.etcd_key_file else None,
             confirm_key=leader_key(settings.cluster),
         )
-    from app.store.claim import check_writable
     from app.store.local import LocalStore
 
     try:
@@ -73,12 +73,13 @@ def open_store(settings: Settings) -> Store:
         raise SettingsError(
             "state_dir", f"cannot create {settings.state_dir}: {exc.strerror or exc}"
         ) from exc
-    path = settings.state_dir / "vipmon.sqlite"
+    store = LocalStore(settings.state_dir / "vipmon.sqlite", timeout=timeout)
     try:
-        check_writable(path)
+        asyncio.run(store.claim(settings.lease_ttl))
     except StoreError as exc:
+        asyncio.run(store.close())
         raise SettingsError("state_dir", str(exc)) from exc
-    return LocalStore(path, timeout=timeout)
+    return store
 
 
 def raise_open_file_limit() -> None:
