@@ -46,6 +46,15 @@ class StoreProtocolError(StoreError):
     """The store answered something we cannot parse."""
 
 
+class StoreForeignHost(StoreError):
+    """The embedded store's file is used by another live host (another boot).
+
+    Its leases run on that boot's clock, which this host cannot read, so this
+    node must neither judge nor drop them: it refuses to start, or, already
+    running, stays negative. The embedded store is for one host.
+    """
+
+
 class StoreLeaseGone(StoreError):
     """The store no longer knows the lease a write was bound to.
 

@@ -26,7 +26,7 @@ from app.election.barrier import ProbeBarrier
 from app.election.elector import Elector
 from app.election.records import leader_key
 from app.election.thread import ElectionThread
-from app.errors import SettingsError
+from app.errors import SettingsError, StoreError
 from app.hooks import HookRunner
 from app.http.admin import AdminToken
 from app.http.app import create_app
@@ -45,7 +45,12 @@ _BACKLOG = 2048  # uvicorn's default
 
 
 def open_store(settings: Settings) -> Store:
-    """The store the settings name. Raises SettingsError if it cannot be set up."""
+    """The store the settings name. Raises SettingsError if it cannot be set up.
+
+    The embedded store is claimed here, before the node serves: a state directory
+    it cannot write, or a file another live host uses, is refused (exit 2), and
+    after a reboot the previous boot's leases go (this waits about one TTL).
+    """
     timeout = settings.effective_store_timeout
     if settings.backend == "etcd":
         from app.store.etcd import EtcdStore
@@ -69,7 +74,13 @@ def open_store(settings: Settings) -> Store:
         raise SettingsError(
             "state_dir", f"cannot create {settings.state_dir}: {exc.strerror or exc}"
         ) from exc
-    return LocalStore(settings.state_dir / "vipmon.sqlite", timeout=timeout)
+    store = LocalStore(settings.state_dir / "vipmon.sqlite", timeout=timeout)
+    try:
+        asyncio.run(store.claim(settings.lease_ttl))
+    except StoreError as exc:
+        asyncio.run(store.close())
+        raise SettingsError("state_dir", str(exc)) from exc
+    return store
 
 
 def raise_open_file_limit() -> None:

@@ -7,14 +7,14 @@ so every process on the host measures them on the same clock. Expired leases
 and their keys are swept at the start of every transaction. The revision
 counter lives in the file, so terms keep growing across restarts.
 
-That clock starts again at every boot, so the file is stamped with the boot
-it was last used in (``/proc/sys/kernel/random/boot_id``). The first
-connection of a process in another boot drops every lease, with the keys bound
-to them: their expiry instants belong to a clock that no longer runs, and
-would otherwise keep a dead leader key alive for about one previous uptime.
-Keys without a lease (maintenance, pause) survive. A file without a stamp
-(from an older vipmon) is stamped, not cleared, so that an upgrade never drops
-the lease of a node still running.
+That clock starts again at every boot and means nothing on another host, so
+the file is stamped with the boot that uses it, and every transaction first
+checks the stamp: a file stamped by another boot is never swept, read or
+written. Before a node serves, :meth:`LocalStore.claim` checks that the file
+can be written and tells a reboot of this host (the other boot's leases are
+dropped, with their keys) from another live host sharing the file (the node
+refuses to start); see :mod:`app.store.claim`. Keys without a lease
+(maintenance, pause) always survive.
 
 Calls run on one worker thread of the store's own (so one connection, one
 page cache) and never block the caller's event loop; a lock held past the
@@ -35,11 +35,13 @@ import sqlite3
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
 from app.clock import Clock, MonotonicClock
 from app.errors import StoreLeaseGone, StoreUnavailable
+from app.store import claim
 from app.store.base import (
     AcquireResult,
     EventKind,
@@ -69,7 +71,6 @@ _HISTORY = 1000
 _POLL = 0.02  # s between reads of a watch without wake-ups
 _QUIET = 1.0  # s at most between reads of a watch with wake-ups (a lost datagram)
 _EXPIRY_SLACK = 0.001  # s after a lease's expiry instant before the watch sweeps it
-_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
 def _matching(column: str, key: str, prefix: bool) -> tuple[str, tuple[int | str, ...]]:
@@ -77,14 +78,6 @@ def _matching(column: str, key: str, prefix: bool) -> tuple[str, tuple[int | str
     if prefix:
         return f"substr({column}, 1, ?) = ?", (len(key), key)
     return f"{column} = ?", (key,)
-
-
-def current_boot_id() -> str:
-    """This boot's id, or "" where the system does not tell (then no boot check)."""
-    try:
-        return _BOOT_ID.read_text(encoding="ascii").strip()
-    except OSError:
-        return ""
 
 
 class LocalStore(Store):
@@ -102,11 +95,14 @@ class LocalStore(Store):
         boot_id: str | None = None,
         quiet: float = _QUIET,
     ) -> None:
-        """``quiet``: the longest a watch sleeps without a wake-up (a test seam)."""
+        """``clock`` and ``boot_id``: this boot's identity, the clock of lease deadlines
+        and the file's stamp ("" checks none). Two of them on one file play two hosts
+        in tests. ``quiet``: the longest a watch sleeps without a wake-up (a test seam).
+        """
         self.path = path
         self.timeout = timeout
         self.clock = clock or MonotonicClock()
-        self.boot_id = current_boot_id() if boot_id is None else boot_id
+        self.boot_id = claim.current_boot_id() if boot_id is None else boot_id
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -128,7 +124,6 @@ class LocalStore(Store):
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.executescript(_SCHEMA)
-                self._stamp_boot(conn)
             except sqlite3.Error:
                 conn.close()
                 raise
@@ -137,30 +132,16 @@ class LocalStore(Store):
                 self._conns.append(conn)
         return conn
 
-    def _stamp_boot(self, conn: sqlite3.Connection) -> None:
-        if not self.boot_id:
-            return
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            row = conn.execute("SELECT id FROM boot").fetchone()
-            if row is None or row[0] != self.boot_id:
-                if row is not None:
-                    for (lease_id,) in conn.execute("SELECT id FROM leases").fetchall():
-                        self._drop_lease(conn, lease_id)
-                conn.execute("DELETE FROM boot")
-                conn.execute("INSERT INTO boot VALUES (?)", (self.boot_id,))
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-
-    def _tx(self, body: Callable[[sqlite3.Connection], T]) -> T:
+    def _tx(self, body: Callable[[sqlite3.Connection], T], checked: bool = True) -> T:
+        """Run ``body`` in one transaction; ``checked``: on this boot's file only, swept first."""
         try:
             conn = self._conn()
             conn.execute("BEGIN IMMEDIATE")
             self._local.changed = False
             try:
-                self._sweep(conn)
+                if checked:
+                    claim.check_stamp(conn, self.boot_id, self.path)
+                    self._sweep(conn)
                 result = body(conn)
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -172,10 +153,11 @@ class LocalStore(Store):
             self._wake.notify()
         return result
 
-    async def _run(self, body: Callable[[sqlite3.Connection], T]) -> T:
+    async def _run(self, body: Callable[[sqlite3.Connection], T], checked: bool = True) -> T:
         if self._worker is None:
             self._worker = ThreadPoolExecutor(1, thread_name_prefix="vipmon-store")
-        return await asyncio.get_running_loop().run_in_executor(self._worker, self._tx, body)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._worker, self._tx, body, checked)
 
     def _bump(self, conn: sqlite3.Connection) -> int:
         conn.execute("UPDATE meta SET value = value + 1 WHERE name = 'revision'")
@@ -234,6 +216,31 @@ class LocalStore(Store):
 
     def _lease_alive(self, conn: sqlite3.Connection, lease_id: int) -> bool:
         return conn.execute("SELECT 1 FROM leases WHERE id = ?", (lease_id,)).fetchone() is not None
+
+    # -- start-up ---------------------------------------------------------
+
+    async def claim(self, wait: float) -> None:
+        """Make sure this host may use the file. Call once, before the node serves.
+
+        Checks that the file can be written; if another boot stamped it, watches
+        it for ``wait`` s at least, and drops that boot's leases only if it wrote
+        nothing meanwhile (:mod:`app.store.claim`). Raises StoreUnavailable when
+        the file cannot be written or opened (with the system's or SQLite's
+        reason), StoreForeignHost when another live host uses it; then nothing
+        in the file has changed.
+        """
+        claim.check_writable(self.path)
+        seen = await self._run(claim.survey, checked=False)
+        if self.boot_id and seen.stamp not in (None, self.boot_id):
+            look = partial(self._run, claim.survey, False)
+            await claim.watch_other_boot(self.clock, look, seen, wait, self.boot_id, self.path)
+
+            def take_over(conn: sqlite3.Connection) -> None:
+                drop = partial(self._drop_lease, conn)
+                claim.take_over(conn, seen, self.boot_id, self.path, drop)
+
+            await self._run(take_over, checked=False)
+        await self._run(lambda conn: None)  # stamps a file that has no stamp
 
     # -- the contract -----------------------------------------------------
 

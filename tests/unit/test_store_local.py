@@ -1,10 +1,13 @@
 """The embedded SQLite store: the contract, expiry on the shared clock, persistence."""
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
+import pytest
+
 from app.clock import FakeClock
-from app.errors import StoreUnavailable
+from app.errors import StoreError, StoreForeignHost, StoreUnavailable
 from app.store.base import EventKind
 from app.store.local import LocalStore
 from app.store.memory import MemoryData, MemoryStore
@@ -111,30 +114,148 @@ def test_garbage_file_is_store_unavailable(tmp_path: Path):
         raise AssertionError("expected StoreUnavailable")
 
 
-def test_leases_of_another_boot_are_expired_at_once(tmp_path: Path):
-    """Finding 4: expiry instants of a previous boot's clock kept a dead key alive."""
+async def until_asleep(clock: FakeClock, task: asyncio.Task[None]) -> None:
+    """Wait (5 s at most) until ``task`` ended or sleeps on ``clock``."""
+    for _ in range(1000):
+        if task.done() or clock.next_wake() is not None:
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("the claim neither ended nor slept")
+
+
+def held(path: Path, key: str) -> int:
+    """The create_revision of ``key`` in the file (0 if absent), read past the store."""
+    conn = sqlite3.connect(path)
+    try:
+        row = conn.execute("SELECT create_revision FROM kv WHERE key = ?", (key,)).fetchone()
+    finally:
+        conn.close()
+    return int(row[0]) if row else 0
+
+
+def test_claim_refuses_a_file_another_live_host_renews(tmp_path: Path):
+    """Issue 20, finding 3: another host's live master must keep its lease; this one refuses."""
     path = tmp_path / "s.sqlite"
+    clock_a, clock_b = FakeClock(1_000_000.0), FakeClock(10.0)
 
     async def go():
-        before = LocalStore(path, timeout=1.0, clock=FakeClock(1_000_000.0), boot_id="boot-a")
-        lease = await before.grant(2)
-        assert (await before.acquire("/k", b"old master", lease.lease_id)).won
-        await before.put("/maintenance", b"{}", 0)
-        await before.close()
-        # Rebooted: the clock starts again near zero, far before the old expiry instant.
-        after = LocalStore(path, timeout=1.0, clock=FakeClock(10.0), boot_id="boot-b")
+        a = LocalStore(path, timeout=1.0, clock=clock_a, boot_id="host-a")
+        b = LocalStore(path, timeout=1.0, clock=clock_b, boot_id="host-b")
         try:
-            fresh = await after.grant(2)
-            taken = await after.acquire("/k", b"new master", fresh.lease_id)
-            kept = (await after.get("/maintenance"))[0]
-            return taken.won, await after.keepalive(lease.lease_id), kept
+            lease = await a.grant(2)
+            won = await a.acquire("/k", b"a", lease.lease_id)
+            claim = asyncio.create_task(b.claim(2.0))
+            for _ in range(20):  # host a renews every 0.5 s until b decides
+                await until_asleep(clock_b, claim)
+                if claim.done():
+                    break
+                clock_a.advance(0.5)
+                clock_b.advance(0.5)
+                assert await a.keepalive(lease.lease_id) == 2.0
+            with pytest.raises(StoreForeignHost, match="the embedded store is for one host"):
+                await claim
+            assert await a.keepalive(lease.lease_id) == 2.0
+            assert held(path, "/k") == won.create_revision
+            with pytest.raises(StoreForeignHost):  # and b stays out
+                await b.get("/k")
         finally:
-            await after.close()
+            await a.close()
+            await b.close()
 
-    won, old_lease_ttl, kept = asyncio.run(go())
-    assert won, "the leader key of the previous boot still blocks the cluster"
-    assert old_lease_ttl == 0.0
-    assert kept is not None, "a key without a lease must survive the reboot"
+    asyncio.run(go())
+
+
+def test_claim_drops_the_leases_of_a_boot_that_renews_nothing(tmp_path: Path):
+    """A reboot: the old boot's leader key goes after one TTL unrenewed, never before."""
+    path = tmp_path / "s.sqlite"
+    clock_a, clock_b = FakeClock(1_000_000.0), FakeClock(10.0)
+
+    async def go():
+        # Before the reboot; its clock is far ahead of the new boot's.
+        a = LocalStore(path, timeout=1.0, clock=clock_a, boot_id="boot-a")
+        b = LocalStore(path, timeout=1.0, clock=clock_b, boot_id="boot-b")
+        try:
+            lease = await a.grant(2)
+            old = await a.acquire("/k", b"old master", lease.lease_id)
+            await a.put("/maintenance", b"{}", 0)
+            claim = asyncio.create_task(b.claim(2.0))
+            watched = 0.0
+            for _ in range(20):
+                await until_asleep(clock_b, claim)
+                if claim.done():
+                    break
+                assert held(path, "/k") == old.create_revision, f"dropped after {watched} s"
+                clock_b.advance(0.5)
+                watched += 0.5
+            await claim
+            assert watched >= 2.0
+            fresh = await b.grant(2)
+            assert (await b.acquire("/k", b"new master", fresh.lease_id)).won
+            assert (await b.get("/maintenance"))[0] is not None, "a key without a lease stays"
+            # The old boot, were it still running, neither renews nor touches b's key.
+            with pytest.raises(StoreForeignHost):
+                await a.keepalive(lease.lease_id)
+            with pytest.raises(StoreForeignHost):
+                await a.resign("/k", held(path, "/k"))
+            assert held(path, "/k") > old.create_revision
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(go())
+
+
+def test_nodes_of_one_boot_claim_a_dead_boots_file_together(tmp_path: Path):
+    path = tmp_path / "s.sqlite"
+    clock = FakeClock(10.0)
+
+    async def go():
+        a = LocalStore(path, timeout=1.0, clock=FakeClock(1e6), boot_id="boot-a")
+        lease = await a.grant(2)
+        await a.acquire("/k", b"old master", lease.lease_id)
+        await a.close()
+        nodes = [LocalStore(path, timeout=1.0, clock=clock, boot_id="boot-b") for _ in range(3)]
+        try:
+            claims = [asyncio.create_task(n.claim(2.0)) for n in nodes]
+            for _ in range(20):
+                for c in claims:
+                    await until_asleep(clock, c)
+                if all(c.done() for c in claims):
+                    break
+                clock.advance(0.5)
+            await asyncio.gather(*claims)
+            grants = [await n.grant(2) for n in nodes]
+            wins = [
+                (await n.acquire("/k", b"n", g.lease_id)).won
+                for n, g in zip(nodes, grants, strict=True)
+            ]
+            assert wins.count(True) == 1
+        finally:
+            for n in nodes:
+                await n.close()
+
+    asyncio.run(go())
+
+
+def test_claim_adopts_an_unstamped_file_without_dropping_anything(tmp_path: Path):
+    """A file of an older vipmon has no stamp: its leases may be live on this host."""
+    path = tmp_path / "s.sqlite"
+    clock = FakeClock(10.0)
+
+    async def go():
+        old = LocalStore(path, timeout=1.0, clock=clock, boot_id="")
+        lease = await old.grant(2)
+        won = await old.acquire("/k", b"running", lease.lease_id)
+        new = LocalStore(path, timeout=1.0, clock=clock, boot_id="boot-b")
+        try:
+            await new.claim(2.0)  # no stamp, nothing to watch: returns at once
+            assert held(path, "/k") == won.create_revision
+            assert await new.keepalive(lease.lease_id) == 2.0
+        finally:
+            await old.close()
+            await new.close()
+
+    asyncio.run(go())
 
 
 def test_the_same_boot_keeps_its_leases(tmp_path: Path):
@@ -228,3 +349,25 @@ def test_a_deep_state_directory_still_gets_wake_ups(tmp_path: Path):
     assert listener.sock.recv(64) == b"!"
     listener.close()
     wake.close()
+
+
+def test_a_store_never_drops_the_live_leases_of_another_boot(tmp_path: Path):
+    """Issue 20, finding 3: a second host on the same file dropped a live master's lease."""
+    path = tmp_path / "s.sqlite"
+
+    async def go():
+        a = LocalStore(path, timeout=1.0, clock=FakeClock(1_000_000.0), boot_id="host-a")
+        b = LocalStore(path, timeout=1.0, clock=FakeClock(10.0), boot_id="host-b")
+        try:
+            lease = await a.grant(2)
+            held = await a.acquire("/k", b"a", lease.lease_id)
+            with pytest.raises(StoreError):
+                await b.acquire("/k", b"b", (await b.grant(2)).lease_id)
+            assert await a.keepalive(lease.lease_id) == 2.0
+            kv, _ = await a.get("/k")
+            assert kv is not None and kv.create_revision == held.create_revision
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(go())
