@@ -11,15 +11,30 @@ SEED     ?=
 BASE_IMAGE ?= docker.io/library/python:3.12-slim
 LOCAL_BASE ?=
 
-.PHONY: run test lint unit system-deps bench-deps venv bench chaos clean image
+.PHONY: run test lint unit system-deps bench-deps venv venv-run bench chaos clean image
 
-venv: $(VENV)/.installed
+# Two installs into one .venv, each with its stamp: `make run` needs only vipmon and its
+# runtime dependencies (about 60 MB); the tests, lint and benchmarks add the dev extras
+# (pytest, mypy, ruff, schemathesis, playwright...: about 500 MB). Either order works: the
+# dev install includes the runtime one and stamps it too.
+RUN_STAMP := $(VENV)/.installed-run
+DEV_STAMP := $(VENV)/.installed-dev
 
-$(VENV)/.installed: pyproject.toml
+venv-run: $(RUN_STAMP)
+venv: $(DEV_STAMP)
+
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/python -m pip install -q -e '.[dev]'
+
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	@echo "== installing vipmon and its runtime dependencies into $(VENV)"
+	$(BIN)/python -m pip install -e .
 	touch $@
+
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
+	@echo "== installing vipmon with the dev extras (tests, lint, browser driver) into $(VENV)"
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/python -m pip install -e '.[dev]'
+	touch $@ $(RUN_STAMP)
 
 # Debian packages the integration tests use: etcd, HAProxy, nginx, ip and arping; and for
 # the deploy tests podman (with runc, uidmap's newuidmap and catatonit for --init),
@@ -57,13 +72,13 @@ bench-deps:
 
 # The container image, with podman or docker: make image [BASE_IMAGE=...]. LOCAL_BASE=1
 # builds on a Debian base made here with mmdebstrap (podman), for hosts without a registry.
-image: venv
+image: venv-run
 	@if [ -n "$(LOCAL_BASE)" ]; then deploy/container/build.sh base; fi
 	PYTHON=$(BIN)/python \
 	BASE_IMAGE=$(if $(LOCAL_BASE),localhost/vipmon-base:bookworm,$(BASE_IMAGE)) \
 	deploy/container/build.sh image
 
-run: venv
+run: $(RUN_STAMP)
 	$(BIN)/vipmon run --host $(HOST) --port $(PORT) --state-dir $(STATE)
 
 lint: venv

@@ -167,9 +167,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     cli = {name: getattr(args, name) for name in Settings.model_fields}
     settings = load_settings(cli, args.config)
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, settings.node_id)
+    log = logging.getLogger("vipmon")
+    for line in settings.set_aside:
+        log.info("%s", line)
     for line in unknown_variables(os.environ):
-        logging.getLogger("vipmon").warning("%s", line)
+        log.warning("%s", line)
     from app.server import serve
 
     return serve(settings)

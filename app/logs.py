@@ -1,11 +1,16 @@
 """Logging set-up: plain text lines, or one JSON object per line.
 
-``text``: ``<asctime> <LEVEL> <logger>: <message>``.
+``text``: ``<asctime> <node id> <LEVEL> <logger>: <message>``.
 
-``json``: ``{"ts", "level", "logger", "msg", ...}`` where ``ts`` is ISO 8601
-in UTC with milliseconds, followed by whichever of :data:`EXTRA_FIELDS` the
-call passed with ``extra=``, and ``exc`` with the traceback when there is one.
-A value JSON cannot hold is written as its ``str()``.
+``json``: ``{"ts", "level", "node_id", "logger", "msg", ...}`` where ``ts`` is
+ISO 8601 in UTC with milliseconds and ``node_id`` is the node that wrote the
+line, followed by whichever of :data:`EXTRA_FIELDS` the call passed with
+``extra=`` (``node`` is the node the line is about, e.g. a new leader), and
+``exc`` with the traceback when there is one. A value JSON cannot hold is
+written as its ``str()``.
+
+Every line names its node so that nodes sharing a terminal or a log
+collector can be told apart.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Literal
 
-TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+TEXT_FORMAT = "%(asctime)s %(node_id)s %(levelname)s %(name)s: %(message)s"
 EXTRA_FIELDS = (
     *("event", "node", "term", "from_role", "to_role", "reason", "hook", "exit_code"),
     *("client", "action", "arguments", "status", "outcome"),
@@ -24,13 +29,18 @@ EXTRA_FIELDS = (
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per record, on one line."""
+    """One JSON object per record, on one line, written by node ``node_id``."""
+
+    def __init__(self, node_id: str) -> None:
+        super().__init__()
+        self.node_id = node_id
 
     def format(self, record: logging.LogRecord) -> str:
         ts = datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds")
         line: dict[str, object] = {
             "ts": ts.replace("+00:00", "Z"),
             "level": record.levelname,
+            "node_id": self.node_id,
             "logger": record.name,
             "msg": record.getMessage(),
         }
@@ -42,14 +52,19 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str, ensure_ascii=False)
 
 
-def configure_logging(level: str, fmt: Literal["text", "json"]) -> None:
+def configure_logging(level: str, fmt: Literal["text", "json"], node_id: str) -> None:
     """Send every log record to stderr at ``level`` (e.g. ``"info"``) in ``fmt``.
+
+    Every line names ``node_id``, the node that writes it.
 
     Replaces the root logger's handlers, so calling it again reconfigures
     rather than duplicates. The ``httpx`` logger is held at WARNING.
     """
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter(node_id))
+    else:
+        handler.setFormatter(logging.Formatter(TEXT_FORMAT, defaults={"node_id": node_id}))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)  # not closed: whoever added it owns it

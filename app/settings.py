@@ -1,24 +1,29 @@
 """Settings: one pydantic-settings class, validated once at start-up.
 
 Sources, strongest first: CLI flags (passed in as a dict), ``VIPMON_*``
-environment variables, then the config file (TOML or YAML). Timing is checked
-as a whole and refused with a message naming the field; nothing is adjusted
-silently. Build the settings with :func:`load_settings` and pass them in.
+environment variables, then the config file (TOML or YAML). Of each pair in
+:data:`ONE_OF` the strongest source that gives either wins and the other is
+set aside, so an exported ``VIPMON_ADMIN_TOKEN`` does not fight
+``--admin-token-file``. Timing is checked as a whole and refused with a message
+naming the field; nothing is adjusted silently. Build the settings with
+:func:`load_settings` and pass them in.
 """
 
 from __future__ import annotations
 
 import difflib
+import os
 import socket
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 from pydantic import (
     Field,
     IPvAnyNetwork,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -123,6 +128,13 @@ class Settings(BaseSettings):
     tls_client_auth: Literal["all", "admin"] = Field(
         default="all", description="Client certificate needed on every path, or on /admin only."
     )
+
+    _set_aside: tuple[str, ...] = PrivateAttr(default=())
+
+    @property
+    def set_aside(self) -> tuple[str, ...]:
+        """One line per :data:`ONE_OF` setting a stronger source overrode, for an INFO log."""
+        return self._set_aside
 
     @field_validator("etcd_endpoints", mode="before")
     @classmethod
@@ -325,17 +337,45 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     return lines
 
 
+#: Settings of which a node takes one: of each pair, the strongest source that gives either
+#: wins and the other, from a weaker source, is set aside; both from one source is an error.
+ONE_OF = (("admin_token", "admin_token_file"),)
+
+
+class _Source(NamedTuple):
+    values: dict[str, Any]
+    spelling: Callable[[str], str]  # how this source names a setting, for the INFO line
+    verb: str
+
+
 def load_settings(
     cli: dict[str, Any] | None = None,
     config_file: Path | None = None,
-    env: dict[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Settings:
     """Build and validate the settings, or raise :class:`SettingsError`.
 
-    ``env`` replaces ``os.environ`` when given (a test seam).
+    ``env`` replaces ``os.environ`` when given (a test seam). What :data:`ONE_OF`
+    set aside is in the result's :attr:`Settings.set_aside`, for the caller to log.
     """
-    file_values = read_config_file(config_file) if config_file is not None else {}
-    cli_values = {k: v for k, v in (cli or {}).items() if v is not None}
+    sources = [
+        _Source(
+            {k: v for k, v in (cli or {}).items() if v is not None},
+            lambda name: "--" + name.replace("_", "-"),
+            "is given",
+        ),
+        _Source(
+            _variables(os.environ if env is None else env),
+            lambda name: f"VIPMON_{name.upper()}",
+            "is set",
+        ),
+        _Source(
+            read_config_file(config_file) if config_file is not None else {},
+            lambda name: f"{name} in {config_file}",
+            "is set",
+        ),
+    ]
+    set_aside = [line for pair in ONE_OF for line in _settle(pair, sources)]
 
     class _Sourced(Settings):
         @classmethod
@@ -347,30 +387,45 @@ def load_settings(
             dotenv_settings: PydanticBaseSettingsSource,
             file_secret_settings: PydanticBaseSettingsSource,
         ) -> tuple[PydanticBaseSettingsSource, ...]:
-            sources: list[PydanticBaseSettingsSource] = [init_settings]
-            if env is None:
-                sources.append(env_settings)
-            else:
-                sources.append(_mapping_source(settings_cls, env))
-            sources.append(InitSettingsSource(settings_cls, init_kwargs=file_values))
-            return tuple(sources)
+            return tuple(InitSettingsSource(settings_cls, init_kwargs=s.values) for s in sources)
 
     try:
-        built = _Sourced(**cli_values)
+        built = _Sourced()
     except ValidationError as exc:
         raise _first_error(exc) from None
-    return Settings.model_construct(**dict(built))
+    settings = Settings.model_construct(**dict(built))
+    settings._set_aside = tuple(set_aside)
+    return settings
 
 
-def _mapping_source(
-    settings_cls: type[BaseSettings], env: dict[str, str]
-) -> PydanticBaseSettingsSource:
-    values = {
-        name[len("VIPMON_") :].lower(): value
-        for name, value in env.items()
-        if name.upper().startswith("VIPMON_")
-    }
-    return InitSettingsSource(settings_cls, init_kwargs=values)
+def _variables(environ: Mapping[str, str]) -> dict[str, str]:
+    """The settings among ``VIPMON_*`` variables, in any case as pydantic-settings reads them."""
+    values = {}
+    for variable, value in environ.items():
+        name = variable[len("VIPMON_") :].lower()
+        if variable.upper().startswith("VIPMON_") and name in Settings.model_fields:
+            values[name] = value
+    return values
+
+
+def _settle(pair: tuple[str, ...], sources: list[_Source]) -> list[str]:
+    """Drop from weaker sources the setting of ``pair`` the strongest one did not give."""
+    winner, given, lines = "", set[str](), []
+    for source in sources:
+        if not winner:
+            given = {name for name in pair if name in source.values}
+            if given:
+                first = next(name for name in pair if name in given)
+                winner = f"{source.spelling(first)} {source.verb}"
+            continue
+        for name in (n for n in pair if n not in given):
+            if name in source.values:
+                del source.values[name]
+                lines.append(
+                    f"{source.spelling(name)} is ignored: {winner} "
+                    "(flags beat the environment, which beats the config file)"
+                )
+    return lines
 
 
 def _first_error(exc: ValidationError) -> SettingsError:

@@ -14,6 +14,11 @@ A status code plays no part: F5 ignores it. Members sharing a monitor port
 share one monitor; each other port gets its own (``destination *:PORT``).
 With ``F5Config.tls`` the monitor is ``https`` (with ``cert``/``key`` for a
 client certificate). Rendering never fails; arguments are validated in :mod:`app.adc.cli`.
+
+The script can be run again: tmsh has no "create or replace", so each object is
+listed first, then modified to the script's values or created. Pool members and
+the virtual's profiles are replaced as a whole. A node that exists is kept, with
+a line saying so, since tmsh cannot change a node's address.
 """
 
 from __future__ import annotations
@@ -69,6 +74,9 @@ def _member(config: F5Config, node: AdcNode, per_member_monitor: bool) -> str:
 
 _NOTES = [
     "Run on the BIG-IP's bash shell (or type each quoted command at the tmsh prompt).",
+    "It can be run again, e.g. with new timers: each object is created if it is missing",
+    "and otherwise modified to these values (pool members and profiles replaced). A node",
+    "that exists is kept, since tmsh cannot change a node's address; the script says so.",
     "Monitor: a full HTTP/1.1 GET /monitor with Host and 'Connection: Close' (F5's default",
     "'GET /' has no Host header). F5 matches recv and recv-disable as regular expressions",
     "over the whole response and ignores the status code:",
@@ -117,8 +125,31 @@ def _client_cert(tls: TlsCheck | None) -> str:
     return f"cert {tls.client_cert} key {tls.client_key} "
 
 
+def _create_or_modify(kind_name: str, create: str, modify: str) -> list[str]:
+    """tmsh has no "create or replace": list the object, then modify it or create it."""
+    return [
+        f"if tmsh -c 'list {kind_name}' >/dev/null 2>&1; then",
+        f"    tmsh -c 'modify {kind_name} {modify}'",
+        "else",
+        f"    tmsh -c 'create {kind_name} {create}'",
+        "fi",
+    ]
+
+
+def _node(config: F5Config, node: AdcNode) -> list[str]:
+    kind_name = f"ltm node {config.path(node.name)}"
+    return [
+        f"if tmsh -c 'list {kind_name}' >/dev/null 2>&1; then",
+        f'    echo "{kind_name} exists: kept (tmsh cannot change the address of a node;'
+        f' delete it first if {node.app.host} is not its address)"',
+        "else",
+        f"    tmsh -c 'create {kind_name} address {node.app.host}'",
+        "fi",
+    ]
+
+
 def render(config: F5Config, figures: tuple[str, ...], command: str) -> str:
-    """The script text: comments, then one ``tmsh -c '...'`` per object, then save."""
+    """The script text: comments, then each object created or brought up to date, then save."""
     t = config.timers
     ports = sorted({n.monitor_port for n in config.nodes})
     per_member = len(ports) > 1
@@ -132,29 +163,39 @@ def render(config: F5Config, figures: tuple[str, ...], command: str) -> str:
     lines += ["", "set -e"]
     kind = "https" if config.tls else "http"
     for port in ports:
-        lines.append(
-            f"tmsh -c 'create ltm monitor {kind} {config.monitor_name(port)} "
-            f"defaults-from /Common/{kind} interval {t.interval} timeout {t.timeout} "
-            f"time-until-up {t.time_until_up} destination *:{port} {_client_cert(config.tls)}"
+        settings = (
+            f"interval {t.interval} timeout {t.timeout} time-until-up {t.time_until_up} "
+            f"destination *:{port} {_client_cert(config.tls)}"
             f'send "{send_string(config.host_header)}" recv "{RECV}" '
-            f'recv-disable "{RECV_DISABLE}"\''
+            f'recv-disable "{RECV_DISABLE}"'
         )
-    lines += [
-        f"tmsh -c 'create ltm node {config.path(n.name)} address {n.app.host}'"
-        for n in config.nodes
-    ]
+        lines += _create_or_modify(
+            f"ltm monitor {kind} {config.monitor_name(port)}",
+            f"defaults-from /Common/{kind} {settings}",
+            settings,
+        )
+    for n in config.nodes:
+        lines += _node(config, n)
     members = " ".join(_member(config, n, per_member) for n in config.nodes)
-    pool_monitor = "" if per_member else f"monitor {config.monitor_name(ports[0])} "
-    lines.append(
-        f"tmsh -c 'create ltm pool {config.path(config.name + '_pool')} {pool_monitor}"
-        f"service-down-action reset members add {{ {members} }}'"
+    pool = config.path(config.name + "_pool")
+    pool_settings = (
+        "" if per_member else f"monitor {config.monitor_name(ports[0])} "
+    ) + "service-down-action reset members"
+    lines += _create_or_modify(
+        f"ltm pool {pool}",
+        f"{pool_settings} add {{ {members} }}",
+        f"{pool_settings} replace-all-with {{ {members} }}",
     )
     mask = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff" if config.vip.is_ipv6 else "255.255.255.255"
-    lines.append(
-        f"tmsh -c 'create ltm virtual {config.path(config.name + '_vs')} "
+    virtual = (
         f"destination {config.path(_dest(config.vip))} mask {mask} ip-protocol tcp "
-        f"pool {config.path(config.name + '_pool')} profiles add {{ /Common/tcp }} "
-        "source-address-translation { type automap }'"
+        f"pool {pool} profiles"
+    )
+    automap = "source-address-translation { type automap }"
+    lines += _create_or_modify(
+        f"ltm virtual {config.path(config.name + '_vs')}",
+        f"{virtual} add {{ /Common/tcp }} {automap}",
+        f"{virtual} replace-all-with {{ /Common/tcp }} {automap}",
     )
     lines.append("tmsh -c 'save sys config'")
     return "\n".join(lines) + "\n"

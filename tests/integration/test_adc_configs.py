@@ -6,6 +6,7 @@ and they are checked textually in tests/unit/test_adc_cli.py.
 """
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,54 @@ def test_generated_haproxy_config_is_valid(tmp_path, style):
         done = hap.check_config(cfg)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Configuration file is valid" in done.stdout + done.stderr
+
+
+# Debian 12's /etc/haproxy/haproxy.cfg as the package ships it, less its errorfile lines;
+# the admin socket's path is replaced by the test.
+DEBIAN_HAPROXY_CFG = """\
+global
+    log /dev/log local0
+    log /dev/log local1 notice
+    chroot /var/lib/haproxy
+    stats socket ADMIN_SOCKET mode 660 level admin
+    stats timeout 30s
+    user haproxy
+    group haproxy
+    daemon
+    ca-base /etc/ssl/certs
+    crt-base /etc/ssl/private
+
+defaults
+    log global
+    mode http
+    option httplog
+    option dontlognull
+    timeout connect 5000
+    timeout client 50000
+    timeout server 50000
+"""
+
+
+def test_generated_haproxy_config_loads_beside_debians_own(tmp_path):
+    """The README's recipe: Debian's haproxy.cfg stays (global: log, chroot, user), and the
+    generated file is a second ``-f``, as /etc/default/haproxy's EXTRAOPTS gives it."""
+    with hap.short_dir() as d:
+        debian = tmp_path / "haproxy.cfg"
+        debian.write_text(DEBIAN_HAPROXY_CFG.replace("ADMIN_SOCKET", str(d / "admin.sock")))
+        ours = tmp_path / "vipmon.cfg"
+        ours.write_text(
+            hap.adc_config("haproxy", *topology(), "--stats-socket", str(d / "vipmon.sock"))
+        )
+        done = subprocess.run(
+            [hap.HAPROXY, "-c", "-f", str(debian), "-f", str(ours)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Configuration file is valid" in done.stdout + done.stderr
+    assert "ALERT" not in done.stdout + done.stderr
 
 
 @pytest.mark.parametrize(

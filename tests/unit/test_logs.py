@@ -27,17 +27,19 @@ def lines(capsys) -> list[str]:
     return capsys.readouterr().err.splitlines()
 
 
-def test_text_format(capsys):
-    configure_logging("info", "text")
+def test_text_format_names_the_node(capsys):
+    """Issue 20: nodes run side by side in one terminal; each line says which one wrote it."""
+    configure_logging("info", "text", "n2")
     logging.getLogger("vipmon.test").info("role %s -> %s", "STANDBY", "MASTER")
     [line] = lines(capsys)
     assert re.fullmatch(
-        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO vipmon\.test: role STANDBY -> MASTER", line
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} n2 INFO vipmon\.test: role STANDBY -> MASTER",
+        line,
     )
 
 
 def test_json_format_with_extra_fields(capsys):
-    configure_logging("info", "json")
+    configure_logging("info", "json", "n2")
     logging.getLogger("vipmon.election").info(
         "role %s -> %s",
         "STANDBY",
@@ -57,6 +59,7 @@ def test_json_format_with_extra_fields(capsys):
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", record.pop("ts"))
     assert record == {
         "level": "INFO",
+        "node_id": "n2",
         "logger": "vipmon.election",
         "msg": "role STANDBY -> MASTER",
         "event": "transition",
@@ -69,7 +72,7 @@ def test_json_format_with_extra_fields(capsys):
 
 
 def test_json_hook_fields_and_exceptions(capsys):
-    configure_logging("debug", "json")
+    configure_logging("debug", "json", "n1")
     log = logging.getLogger("vipmon.hooks")
     log.warning("hook exited", extra={"hook": "on_master", "exit_code": 3})
     try:
@@ -84,11 +87,11 @@ def test_json_hook_fields_and_exceptions(capsys):
 
 
 def test_level_filters_and_httpx_is_quiet(capsys):
-    configure_logging("warning", "json")
+    configure_logging("warning", "json", "n1")
     logging.getLogger("vipmon.x").info("hidden")
     logging.getLogger("vipmon.x").warning("shown")
     assert [json.loads(line)["msg"] for line in lines(capsys)] == ["shown"]
-    configure_logging("debug", "text")
+    configure_logging("debug", "text", "n1")
     logging.getLogger("httpx").info("HTTP Request: POST http://etcd/v3/lease/keepalive")
     logging.getLogger("vipmon.x").debug("shown too")
     assert [line.rsplit(": ", 1)[1] for line in lines(capsys)] == ["shown too"]
@@ -96,7 +99,7 @@ def test_level_filters_and_httpx_is_quiet(capsys):
 
 
 def test_reconfiguring_does_not_duplicate_lines(capsys):
-    configure_logging("info", "text")
-    configure_logging("info", "json")
+    configure_logging("info", "text", "n1")
+    configure_logging("info", "json", "n1")
     logging.getLogger("vipmon.x").info("once")
     assert len(lines(capsys)) == 1

@@ -176,3 +176,81 @@ def test_the_variables_hooks_receive_are_not_called_unknown():
     given = {k: v for k, v in hook.env.items() if k.startswith("VIPMON_")}
     assert len(given) == 7
     assert unknown_variables(given) == []
+
+
+TOKEN_A, TOKEN_B = "a" * 20, "b" * 20
+
+
+def test_a_token_file_flag_sets_the_token_variable_aside(tmp_path: Path):
+    """Issue 20: an exported VIPMON_ADMIN_TOKEN must not make --admin-token-file exit 2."""
+    token = tmp_path / "token"
+    token.write_text(TOKEN_A + "\n")
+    s = load_settings({"admin_token_file": str(token)}, env={"VIPMON_ADMIN_TOKEN": TOKEN_B})
+    assert s.admin_token is None
+    assert s.read_admin_token() == TOKEN_A
+    assert s.set_aside == (
+        "VIPMON_ADMIN_TOKEN is ignored: --admin-token-file is given "
+        "(flags beat the environment, which beats the config file)",
+    )
+
+
+def test_a_token_flag_sets_the_token_file_variable_aside(tmp_path: Path):
+    s = load_settings(
+        {"admin_token": TOKEN_A}, env={"VIPMON_ADMIN_TOKEN_FILE": str(tmp_path / "none")}
+    )
+    assert (s.read_admin_token(), s.admin_token_file) == (TOKEN_A, None)
+    assert [line.split(":")[0] for line in s.set_aside] == ["VIPMON_ADMIN_TOKEN_FILE is ignored"]
+
+
+def test_a_variable_sets_the_config_file_key_aside(tmp_path: Path):
+    token = tmp_path / "token"
+    token.write_text(TOKEN_A)
+    cfg = tmp_path / "vipmon.toml"
+    cfg.write_text(f'admin-token = "{TOKEN_B}"\n')
+    s = load_settings({}, cfg, env={"VIPMON_ADMIN_TOKEN_FILE": str(token)})
+    assert (s.read_admin_token(), s.admin_token) == (TOKEN_A, None)
+    assert s.set_aside == (
+        f"admin_token in {cfg} is ignored: VIPMON_ADMIN_TOKEN_FILE is set "
+        "(flags beat the environment, which beats the config file)",
+    )
+
+
+def test_both_of_a_pair_from_one_source_are_still_refused(tmp_path: Path):
+    token = tmp_path / "token"
+    token.write_text(TOKEN_A)
+    err = refused(env={"VIPMON_ADMIN_TOKEN": TOKEN_B, "VIPMON_ADMIN_TOKEN_FILE": str(token)})
+    assert (err.field, err.reason) == ("admin_token_file", "give the token or the file, not both")
+    assert load_settings({}, env={"VIPMON_ADMIN_TOKEN": TOKEN_B}).set_aside == ()
+
+
+def test_run_with_the_token_variable_and_the_file_flag_logs_one_info_line(tmp_path: Path):
+    """The README's CLI users export VIPMON_ADMIN_TOKEN; `vipmon run --admin-token-file` wins.
+
+    The node is stopped by a port already taken, once it is past the settings and logging.
+    """
+    token = tmp_path / "token"
+    token.write_text(TOKEN_A)
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        args = ["run", "--host", "127.0.0.1", "--port", str(port), "--node-id", "n1"]
+        args += ["--state-dir", str(tmp_path / "s"), "--admin-token-file", str(token)]
+        proc = subprocess.run(
+            [sys.executable, "-m", "app", *args],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={"PATH": "/usr/bin:/bin", "VIPMON_ADMIN_TOKEN": TOKEN_B},
+        )
+    finally:
+        taken.close()
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith("vipmon: invalid setting 'port': cannot listen on")
+    notes = [line for line in lines if "VIPMON_ADMIN_TOKEN" in line]
+    assert len(notes) == 1 and " INFO " in notes[0]
+    assert notes[0].endswith("VIPMON_ADMIN_TOKEN is ignored: --admin-token-file is given "
+                             "(flags beat the environment, which beats the config file)")
+    assert TOKEN_B not in proc.stderr and TOKEN_A not in proc.stderr
