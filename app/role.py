@@ -89,6 +89,8 @@ class Snapshot:
 
     node_id: str
     backend: str
+    #: The store server's name and version as last read (``Store.server_version``).
+    store_version: str = ""
     holds_key: bool = False
     term: int = 0
     lease_valid_until: float = 0.0

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from app.errors import SettingsError
 from app.role import Role
 from app.settings import base_url
+from app.store.etcd_version import lease_bug_warning
 
 if TYPE_CHECKING:
     import httpx
@@ -102,6 +103,7 @@ class MemberView:
     leader_unknown: bool = False
     backend: str = ""
     store_ok: bool = False
+    store_version: str = ""
     maintenance: bool = False
     paused: bool = False
     priority: int = 100
@@ -236,6 +238,7 @@ def member_view(target: Target, answer: Answer) -> MemberView:
         leader_unknown=_value(answer, "leader_unknown", bool, False),
         backend=_value(backend, "name", str, ""),
         store_ok=_value(backend, "reachable", bool, False),
+        store_version=_value(backend, "version", str, ""),
         maintenance=_value(answer, "maintenance", bool, False),
         paused=_value(answer, "paused", bool, False),
         priority=_value(answer, "priority", int, 100),
@@ -418,8 +421,31 @@ def render(report: Report) -> str:
     ]
     lines.append("")
     lines.append(report.verdict.line)
+    lines.extend(store_lines(report.views))
     lines.extend(f"note: {note}" for note in report.notes)
     return "\n".join(lines)
+
+
+def store_lines(views: Sequence[MemberView]) -> list[str]:
+    """``store: etcd 3.4.23`` (per node when they differ), then a warning line for each
+    etcd release with known lease bugs. Nothing from nodes that do not say."""
+    by_version: dict[str, list[str]] = {}
+    for view in views:
+        if view.reachable and view.store_version:
+            by_version.setdefault(view.store_version, []).append(view.node)
+    if not by_version:
+        return []
+    answered = [v for v in views if v.reachable]
+    if len(by_version) == 1 and len(next(iter(by_version.values()))) == len(answered):
+        lines = [f"store: {next(iter(by_version))}"]
+    else:
+        parts = [f"{version} ({', '.join(nodes)})" for version, nodes in by_version.items()]
+        lines = ["store: " + ", ".join(parts)]
+    for version in by_version:
+        name, _, number = version.partition(" ")
+        if name == "etcd" and (warning := lease_bug_warning(number)):
+            lines.append(f"warning: {warning}")
+    return lines
 
 
 def unread_line(report: Report) -> str:

@@ -152,6 +152,7 @@ class Elector(ClusterSteps):
         snap = Snapshot(
             node_id=self.settings.node_id,
             backend=self.store.name,
+            store_version=self.store.server_version,
             holds_key=self.holds_key,
             term=self.term if self.holds_key else self.leader_term,
             lease_valid_until=self.deadline.valid_until,

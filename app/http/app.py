@@ -159,7 +159,9 @@ def create_api(
             else None,
             leader_unknown=snap.leader_unknown,
             lease_remaining_ms=int(snap.lease_remaining(now) * 1000) if snap.holds_key else 0,
-            backend=BackendInfo(name=snap.backend, reachable=snap.store_reachable),
+            backend=BackendInfo(
+                name=snap.backend, reachable=snap.store_reachable, version=snap.store_version
+            ),
             last_transition=TransitionInfo.model_validate(
                 {
                     "at": utc(last.at_wall),

@@ -22,6 +22,11 @@ class LeaderInfo(BaseModel):
 class BackendInfo(BaseModel):
     name: str = Field(description="local or etcd.")
     reachable: bool = Field(description="Whether the last store call succeeded.")
+    version: str = Field(
+        description="The store server and its version as last read (etcd 3.4.23, "
+        "sqlite 3.40.1); empty before the first read. etcd before 3.4.31, and 3.5 before "
+        "3.5.13, has known lease bugs (etcd #12528, #15247)."
+    )
 
 
 class TransitionInfo(BaseModel):

@@ -22,6 +22,7 @@ def role(node: str, token: str = "STANDBY", term: int = 9, **over: Any) -> dict[
     leader = over.pop("leader", "n2")
     store_ok = over.pop("store_ok", True)
     backend = over.pop("backend", "etcd")
+    store_version = over.pop("store_version", None)
     body: dict[str, Any] = {
         "node": node,
         "role": token,
@@ -30,7 +31,8 @@ def role(node: str, token: str = "STANDBY", term: int = 9, **over: Any) -> dict[
         "leader": {"id": leader, "url": URLS.get(leader, "")} if leader else None,
         "leader_unknown": False,
         "lease_remaining_ms": 1400 if token == "MASTER" else 0,
-        "backend": {"name": backend, "reachable": store_ok},
+        "backend": {"name": backend, "reachable": store_ok}
+        | ({"version": store_version} if store_version is not None else {}),
         "last_transition": None,
         "priority": 100,
         "eligible": True,
@@ -359,3 +361,33 @@ def test_status_refuses_a_second_url_with_a_path(capsys: pytest.CaptureFixture[s
     assert code == 2
     [line] = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("vipmon: invalid setting 'url': 'http://h:2/monitor' has a path")
+
+
+def test_the_store_version_is_shown_and_one_with_lease_bugs_is_warned_about():
+    old = "etcd 3.4.23"
+    r = report(
+        {
+            H1: role("n1", store_version=old),
+            H2: role("n2", "MASTER", store_version=old),
+            H3: role("n3", store_version=old),
+        }
+    )
+    assert r.verdict.code == 0
+    lines = render(r).splitlines()
+    at = lines.index("master: n2 (term 9)")
+    assert lines[at + 1] == "store: etcd 3.4.23"
+    assert lines[at + 2].startswith("warning: etcd 3.4.23 has the stale-leader lease bugs ")
+    assert "#12528" in lines[at + 2] and "3.4.31" in lines[at + 2] and "3.5.13" in lines[at + 2]
+
+
+def test_store_versions_that_differ_are_named_per_node_and_a_fixed_one_is_not_warned():
+    r = report(
+        {
+            H1: role("n1", store_version="etcd 3.5.13"),
+            H2: role("n2", "MASTER", store_version="etcd 3.5.13"),
+            H3: role("n3"),  # an older node: no version in its /role
+        }
+    )
+    text = render(r)
+    assert "store: etcd 3.5.13 (n1, n2)" in text.splitlines()
+    assert "warning" not in text
