@@ -57,7 +57,9 @@ class TermRecord:
     """One term as ``/history`` shows it (see :mod:`app.election.history`).
 
     ``gap`` is the seconds from the previous term's end to this term's first
-    positive answer, when both are known.
+    positive answer, when both are known. ``gap_max``, when the previous term
+    ended by its lease running out (a crash), is the most the outage can have
+    lasted: the real gap lies between the two. None when the end is exact.
     """
 
     term: int
@@ -69,6 +71,7 @@ class TermRecord:
     to: str | None
     detail: str
     gap: float | None = None
+    gap_max: float | None = None
 
 
 @dataclass(frozen=True)

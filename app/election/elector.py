@@ -30,7 +30,7 @@ from app.clock import Clock
 from app.election.cluster import CheckView, ClusterSteps
 from app.election.control import ControlState, acquire_guards, campaign_delay, control_prefix
 from app.election.handover import Handover
-from app.election.history import LEASE_EXPIRED, LEASE_LOST, Ending, History
+from app.election.history import LEASE_EXPIRED, LEASE_LOST, Ending, History, earliest_end
 from app.election.lease import LeaseDeadline
 from app.election.records import (
     LeaderRecord,
@@ -467,12 +467,18 @@ class Elector(ClusterSteps):
         who = holder.node_id if holder else end.node_id if end and end.node_id else "unknown"
         if end is not None:
             return f" after term {term} of {who}, which ended: {end.text()}"
-        ended = self.gone_at if self.gone and self.gone[1] == term else self.wall()
+        saw = self.gone is not None and self.gone[1] == term
+        ended = self.gone_at if saw else self.wall()
         detail = (
             f"no end record when {self.me.node_id} won term {self.term}: the lease ran out; "
             f"{who} may have stopped up to the TTL ({self.settings.lease_ttl} s) before that"
         )
-        self.queue_history(*self.end_record(term, holder, ended, Ending(LEASE_EXPIRED), detail))
+        begin = self.history.begins.get(term)
+        earliest = earliest_end(
+            ended if saw else None, self.settings.lease_ttl, begin.began if begin else None
+        )
+        ending = Ending(LEASE_EXPIRED)
+        self.queue_history(*self.end_record(term, holder, ended, ending, detail, earliest))
         return f" after term {term} of {who}, which ended: {LEASE_EXPIRED}"
 
     async def observe(self, timeout: float) -> bool:

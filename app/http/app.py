@@ -280,4 +280,5 @@ def _term(record: TermRecord) -> TermInfo:
         to=record.to,
         detail=record.detail,
         failover_gap_ms=round(record.gap * 1000) if record.gap is not None else None,
+        failover_gap_max_ms=round(record.gap_max * 1000) if record.gap_max is not None else None,
     )

@@ -98,7 +98,16 @@ class TermInfo(BaseModel):
     detail: str = Field(description="Why, in the words of the node that recorded the end.")
     failover_gap_ms: int | None = Field(
         description="Milliseconds from the previous term's end to this term's first positive "
-        "answer, by the two nodes' clocks; null when either is unrecorded."
+        "answer, by the two nodes' clocks; null when either is unrecorded. After a crash "
+        "(the previous term's lease expired) the end is when this term's master saw the "
+        "key go, so this is the least the outage can have lasted."
+    )
+    failover_gap_max_ms: int | None = Field(
+        description="After a crash, the most the outage can have lasted: from the earliest "
+        "the previous master can have stopped answering positive (the key's deletion as "
+        "seen, less the lease TTL and 0.5 s of expiry slack) to this term's first positive "
+        "answer; the real gap lies between failover_gap_ms and this. Null when the previous "
+        "term ended by a planned release (the gap is exact) or is unrecorded."
     )
 
 

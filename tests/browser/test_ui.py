@@ -99,7 +99,9 @@ def test_the_page_follows_a_crash_of_the_master_it_was_loaded_from(
         expect(newest).to_have_attribute("data-term", new_term)
         expect(newest).to_have_attribute("data-node", new.node_id)
         expect(newest).to_have_class("holding")
-        expect(newest.locator("td").nth(5)).to_have_text(re.compile(r"^(\d+ ms|\d+\.\d\d s)$"))
+        # A crash's gap is a range, from the key's deletion as seen to the lease's start.
+        span = r"(\d+ ms|\d+\.\d\d s)"
+        expect(newest.locator("td").nth(5)).to_have_text(re.compile(rf"^{span} to {span}$"))
         old = page.locator(f'#timeline tbody tr[data-term="{term}"]')
         expect(old).to_have_attribute("data-node", master.node_id)
         expect(old).to_have_attribute("data-how", "lease expired")
@@ -170,6 +172,7 @@ HISTORY = {
             "to": "n3",
             "detail": "asked by an operator",
             "failover_gap_ms": 1534,
+            "failover_gap_max_ms": 4034,
         },
         {
             "term": 4,
@@ -213,7 +216,7 @@ def test_the_timeline_shows_each_term_of_the_history_contract_and_a_404(
                 "2026-12-02 17:59:00.123",
                 "2026-12-02 18:00:05.229",
                 "switchover → n3: asked by an operator",
-                "1.53 s",
+                "1.53 s to 4.03 s",
             ]
         )
         expect(rows.nth(2)).to_have_attribute("data-how", "lease expired")
