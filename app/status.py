@@ -9,7 +9,7 @@ One view of the cluster, taken from each node's own ``/role``, never from one no
    bounded by ``timeout`` as a whole. Two MASTER answers are asked once more before
    they count: a planned hand-over between two reads would otherwise look like a split.
 2. :func:`build_report` (pure) turns those answers into one :class:`MemberView` per
-   node and a :class:`Verdict`: the cluster line and the exit status.
+   node and a :class:`app.verdict.Verdict`: the cluster line and the exit status.
 3. :func:`render` (pure) prints them as a table and the cluster line.
 
 Exit status: 0 exactly one node answers MASTER; 1 no node could be read; 2 usage
@@ -36,16 +36,10 @@ from typing import TYPE_CHECKING, Any, TextIO
 from app.errors import SettingsError
 from app.role import Role
 from app.settings import base_url
-from app.store.etcd_version import lease_bug_warning
+from app.verdict import EXIT_UNREAD, Verdict, store_lines, verdict
 
 if TYPE_CHECKING:
     import httpx
-
-EXIT_MASTER = 0
-EXIT_UNREAD = 1
-EXIT_USAGE = 2
-EXIT_NO_MASTER = 3
-EXIT_SPLIT = 4
 
 DEFAULT_URL = "http://127.0.0.1:8700"
 UNREACHABLE = "UNREACHABLE"
@@ -116,14 +110,6 @@ class MemberView:
     @property
     def reachable(self) -> bool:
         return self.role != UNREACHABLE
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """The cluster line and the exit status it stands for."""
-
-    code: int
-    line: str
 
 
 @dataclass(frozen=True)
@@ -278,106 +264,6 @@ def build_report(
     return Report(tuple(views), verdict(views), listed_by or None, notes)
 
 
-def verdict(views: Sequence[MemberView]) -> Verdict:
-    """Exactly one MASTER answer is a master; none is 'no master: why'; two or more a split."""
-    answered = [v for v in views if v.reachable]
-    if not answered:
-        return Verdict(EXIT_UNREAD, "no master: no node answers")
-    masters = [v for v in answered if v.role == Role.MASTER]
-    if len(masters) == 1:
-        return Verdict(EXIT_MASTER, f"master: {masters[0].node} (term {masters[0].term})")
-    if masters:
-        who = ", ".join(f"{v.node} (term {v.term})" for v in masters)
-        return Verdict(
-            EXIT_SPLIT,
-            f"SPLIT: {len(masters)} nodes answer MASTER: {who}. This should never happen: "
-            "take all but one out of the load balancer's pool now, then check the store",
-        )
-    return Verdict(EXIT_NO_MASTER, "no master: " + why_no_master(views))
-
-
-_STORE_HINTS = {
-    "etcd": "etcd quorum lost or etcd down",
-    "local": "the state directory cannot be used",
-}
-
-
-def _names(views: Sequence[MemberView]) -> str:
-    return ", ".join(v.node for v in views)
-
-
-def _leader_named(answered: Sequence[MemberView]) -> str | None:
-    """The leader the nodes name; when they differ, the one named with the highest term."""
-    named = [(v.term, v.leader) for v in answered if v.leader]
-    return max(named, key=lambda pair: pair[0])[1] if named else None
-
-
-def _about_leader(leader: str, views: Sequence[MemberView], paused: bool) -> str:
-    """Why the node the leader key names is not master: gone, lapsed, or letting go."""
-    holder = next((v for v in views if v.node == leader), None)
-    then = "; no node takes over while paused" if paused else ", then another node takes over"
-    if holder is None:
-        return f"the leader key still names {leader}, which was not asked"
-    if not holder.reachable:
-        return (
-            f"the leader key still names {leader}, which does not answer "
-            f"(its lease runs out within the TTL{then})"
-        )
-    if holder.role == Role.UNKNOWN:
-        return (
-            f"the leader key names {leader}, which answers UNKNOWN (its lease lapsed or "
-            f"it cannot reach the store; the key goes within the TTL{then})"
-        )
-    return f"the leader key names {leader}, which answers {holder.role}: a hand-over is in progress"
-
-
-def _why_ineligible(view: MemberView) -> str:
-    reasons = []
-    if view.maintenance:
-        reasons.append("in maintenance")
-    if not view.check_ok:
-        reasons.append("check failing")
-    if view.priority <= 0:
-        reasons.append("priority 0")
-    return f"{view.node} " + (" and ".join(reasons) or "not eligible")
-
-
-def why_no_master(views: Sequence[MemberView]) -> str:
-    """Why no node answers MASTER, worked out from what the nodes answered."""
-    answered = [v for v in views if v.reachable]
-    if not answered:
-        return "no node answers"
-    paused = any(v.paused for v in answered)
-    lost = [v for v in answered if not v.store_ok]
-    reasons: list[str] = []
-    if len(lost) == len(answered):
-        backends = sorted({v.backend for v in answered if v.backend})
-        hint = "; ".join(_STORE_HINTS.get(b, f"{b} down") for b in backends) or "store down"
-        reasons.append(f"the store is unreachable from every node that answered ({hint})")
-    elif draining := [v for v in answered if v.role == Role.DRAINING]:
-        reasons.append(
-            f"{_names(draining)} is DRAINING (a planned hand-over: "
-            "another node takes the role once it lets go)"
-        )
-    elif any(v.leader_unknown for v in answered):
-        reasons.append(
-            "the leader key holds a value vipmon cannot read "
-            "(nobody takes over until it is deleted or its lease ends)"
-        )
-    elif (leader := _leader_named(answered)) is not None:
-        reasons.append(_about_leader(leader, views, paused))
-    elif all(not v.eligible for v in answered):
-        why = ", ".join(_why_ineligible(v) for v in answered)
-        reasons.append(f"no eligible node ({why})")
-    elif not paused:
-        reasons.append("an election is in progress (no node holds the leader key yet)")
-    if paused:
-        reasons.append("the cluster is paused (automatic failover is off until `vipmon resume`)")
-    if lost and len(lost) < len(answered):
-        reasons.append(f"the store is unreachable from {_names(lost)}")
-    return "; ".join(reasons)
-
-
 def _cells(view: MemberView) -> tuple[str, ...]:
     if not view.reachable:
         return (view.node, view.role, "-", "-", "-", "-", "-", "-", view.url, view.error)
@@ -424,28 +310,6 @@ def render(report: Report) -> str:
     lines.extend(store_lines(report.views))
     lines.extend(f"note: {note}" for note in report.notes)
     return "\n".join(lines)
-
-
-def store_lines(views: Sequence[MemberView]) -> list[str]:
-    """``store: etcd 3.4.23`` (per node when they differ), then a warning line for each
-    etcd release with known lease bugs. Nothing from nodes that do not say."""
-    by_version: dict[str, list[str]] = {}
-    for view in views:
-        if view.reachable and view.store_version:
-            by_version.setdefault(view.store_version, []).append(view.node)
-    if not by_version:
-        return []
-    answered = [v for v in views if v.reachable]
-    if len(by_version) == 1 and len(next(iter(by_version.values()))) == len(answered):
-        lines = [f"store: {next(iter(by_version))}"]
-    else:
-        parts = [f"{version} ({', '.join(nodes)})" for version, nodes in by_version.items()]
-        lines = ["store: " + ", ".join(parts)]
-    for version in by_version:
-        name, _, number = version.partition(" ")
-        if name == "etcd" and (warning := lease_bug_warning(number)):
-            lines.append(f"warning: {warning}")
-    return lines
 
 
 def unread_line(report: Report) -> str:
