@@ -92,6 +92,10 @@ class Snapshot:
 
     node_id: str
     backend: str
+    #: This process: its advertise URL and when it started (wall clock). Two
+    #: processes started with one ``--node-id`` tell apart by these.
+    advertise_url: str = ""
+    started_at: float = 0.0
     #: The store server's name and version as last read (``Store.server_version``).
     store_version: str = ""
     holds_key: bool = False

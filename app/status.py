@@ -13,8 +13,9 @@ One view of the cluster, taken from each node's own ``/role``, never from one no
 3. :func:`render` (pure) prints them as a table and the cluster line.
 
 Exit status: 0 exactly one node answers MASTER; 1 no node could be read; 2 usage
-error; 3 no master; 4 more than one node answers MASTER. DRAINING is not MASTER (its
-``/monitor`` answers 503): a cluster whose master drains has no master (3).
+error; 3 no master; 4 more than one node answers MASTER; 5 one master, but a member does
+not answer or a node id answers from two processes (see :mod:`app.verdict`). DRAINING is
+not MASTER (its ``/monitor`` answers 503): a cluster whose master drains has no master (3).
 
 httpx is imported inside the functions that talk to nodes, so that ``vipmon run``
 (which imports the CLI) never loads it.
@@ -30,13 +31,13 @@ import ssl
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TextIO
 
 from app.errors import SettingsError
 from app.role import Role
 from app.settings import base_url
-from app.verdict import EXIT_UNREAD, Verdict, store_lines, verdict
+from app.verdict import EXIT_UNREAD, Verdict, duplicate_ids, store_lines, verdict
 
 if TYPE_CHECKING:
     import httpx
@@ -51,14 +52,17 @@ HELP_EPILOG = """\
 The cluster line says "master: N (term T)" when exactly one node answers MASTER,
 else "no master: <why>" (paused; store unreachable from every node; the leader key
 names a node that does not answer; no eligible node; an election in progress; ...).
-DRAINING is not MASTER: a master handing over counts as no master.
+DRAINING is not MASTER: a master handing over counts as no master. Each process is
+one row: two processes started with the same --node-id are two rows.
 
 exit status:
-  0  exactly one node answers MASTER
+  0  exactly one node answers MASTER, and every member answers
   1  no node could be read
   2  usage error (bad flag, a URL with a path)
   3  no master
   4  more than one node answers MASTER (a split: should never happen)
+  5  one node answers MASTER, but the cluster is degraded: a member does not
+     answer, or one node id answers from two processes
 
 --watch redraws every second until Ctrl-C and exits with the last frame's status;
 each frame takes at most 3 x --timeout."""
@@ -85,12 +89,18 @@ class MemberView:
 
     ``node`` is the id it answers with, else the id ``/cluster`` lists at its URL,
     else ``?``. ``role`` is its Role token, or ``UNREACHABLE`` with ``error``.
+    ``listed``: ``/cluster`` lists it (a member, not only a seed). ``process_url`` and
+    ``started_at`` are what it says of its process in ``/role`` ("" from an older
+    release): two processes with one node id differ in them.
     """
 
     node: str
     url: str
     role: str
     error: str = ""
+    listed: bool = False
+    process_url: str = ""
+    started_at: str = ""
     term: int = 0
     lease_ms: int = 0
     leader: str | None = None
@@ -198,16 +208,15 @@ def _part(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:
 
 def member_view(target: Target, answer: Answer) -> MemberView:
     """One node's view from its ``/role`` answer (a dict) or the reason it has none (a str)."""
-    fallback = target.listed_as or "?"
+    fallback, listed = target.listed_as or "?", target.listed_as is not None
     if target.problem:
-        return MemberView(fallback, target.url, UNREACHABLE, error=target.problem)
+        return MemberView(fallback, target.url, UNREACHABLE, target.problem, listed)
     if isinstance(answer, str):
-        return MemberView(fallback, target.url, UNREACHABLE, error=answer)
+        return MemberView(fallback, target.url, UNREACHABLE, answer, listed)
     role = answer.get("role")
     if role not in {r.value for r in Role}:
-        return MemberView(
-            fallback, target.url, UNREACHABLE, error=f"/role has no valid 'role': {role!r}"
-        )
+        error = f"/role has no valid 'role': {role!r}"
+        return MemberView(fallback, target.url, UNREACHABLE, error, listed)
     node = _value(answer, "node", str, "") or fallback
     note = ""
     if target.listed_as and node != target.listed_as:
@@ -218,6 +227,9 @@ def member_view(target: Target, answer: Answer) -> MemberView:
         node=node,
         url=target.url,
         role=str(role),
+        listed=listed,
+        process_url=_value(answer, "url", str, ""),
+        started_at=_value(answer, "started_at", str, ""),
         term=_value(answer, "term", int, 0),
         lease_ms=_value(answer, "lease_remaining_ms", int, 0),
         leader=leader if isinstance(leader, str) and leader else None,
@@ -236,19 +248,44 @@ def member_view(target: Target, answer: Answer) -> MemberView:
     )
 
 
+def _process(view: MemberView) -> tuple[str | None, str | None]:
+    """(advertise URL, start) of the process behind a view; None where it is not known.
+
+    A node that answers says both (an older release neither); a listed member
+    that does not answer is at the URL its member record gives.
+    """
+    if view.reachable:
+        return view.process_url or None, view.started_at or None
+    return (view.url or None) if view.listed else None, None
+
+
+def _same_process(a: MemberView, b: MemberView) -> bool:
+    if a.node != b.node or a.node == "?":
+        return False
+    pairs = zip(_process(a), _process(b), strict=True)
+    return all(x is None or y is None or x == y for x, y in pairs)
+
+
 def member_views(found: Sequence[Target], roles: Mapping[str, Answer]) -> list[MemberView]:
-    """One view per node, sorted by id: a node reached at two URLs is shown once."""
-    by_id: dict[str, MemberView] = {}
-    anonymous: list[MemberView] = []
+    """One view per process, sorted by id: a process reached at two URLs (a seed and its
+    advertise URL) is shown once; two processes answering with one node id are both
+    shown, each noting the other's URL."""
+    views: list[MemberView] = []
     for target in found:
         view = member_view(target, roles.get(target.url, "not asked"))
-        if view.node == "?":
-            anonymous.append(view)
-            continue
-        old = by_id.get(view.node)
-        if old is None or (view.reachable and not old.reachable):
-            by_id[view.node] = view
-    return [by_id[k] for k in sorted(by_id)] + anonymous
+        at = next((i for i, old in enumerate(views) if _same_process(old, view)), None)
+        if at is None:
+            views.append(view)
+        elif view.reachable and not views[at].reachable:
+            views[at] = replace(view, listed=view.listed or views[at].listed)
+    twins = duplicate_ids(views)
+    for i, view in enumerate(views):
+        others = [url for url in twins.get(view.node, []) if url != view.url]
+        if view.reachable and others:
+            also = f"node id {view.node} also answers at {', '.join(others)}"
+            views[i] = replace(view, note="; ".join(filter(None, [view.note, also])))
+    named = sorted((v for v in views if v.node != "?"), key=lambda v: v.node)
+    return named + [v for v in views if v.node == "?"]
 
 
 def build_report(

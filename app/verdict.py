@@ -22,6 +22,7 @@ EXIT_UNREAD = 1
 EXIT_USAGE = 2
 EXIT_NO_MASTER = 3
 EXIT_SPLIT = 4
+EXIT_DEGRADED = 5
 
 
 @dataclass(frozen=True)
@@ -33,13 +34,18 @@ class Verdict:
 
 
 def verdict(views: Sequence[MemberView]) -> Verdict:
-    """Exactly one MASTER answer is a master; none is 'no master: why'; two or more a split."""
+    """Exactly one MASTER answer is a master (degraded if :func:`problems` finds any);
+    none is 'no master: why'; two or more a split."""
     answered = [v for v in views if v.reachable]
     if not answered:
         return Verdict(EXIT_UNREAD, "no master: no node answers")
     masters = [v for v in answered if v.role == Role.MASTER]
     if len(masters) == 1:
-        return Verdict(EXIT_MASTER, f"master: {masters[0].node} (term {masters[0].term})")
+        line = f"master: {masters[0].node} (term {masters[0].term})"
+        found = problems(views)
+        if found:
+            return Verdict(EXIT_DEGRADED, f"{line}, but {'; '.join(found)}")
+        return Verdict(EXIT_MASTER, line)
     if masters:
         who = ", ".join(f"{v.node} (term {v.term})" for v in masters)
         return Verdict(
@@ -47,7 +53,35 @@ def verdict(views: Sequence[MemberView]) -> Verdict:
             f"SPLIT: {len(masters)} nodes answer MASTER: {who}. This should never happen: "
             "take all but one out of the load balancer's pool now, then check the store",
         )
-    return Verdict(EXIT_NO_MASTER, "no master: " + why_no_master(views))
+    reasons = [why_no_master(views), *_twin_words(views)]
+    return Verdict(EXIT_NO_MASTER, "no master: " + "; ".join(reasons))
+
+
+def duplicate_ids(views: Sequence[MemberView]) -> dict[str, list[str]]:
+    """Each node id that more than one answering process gives, with their URLs."""
+    urls: dict[str, list[str]] = {}
+    for view in views:
+        if view.reachable and view.node != "?":
+            urls.setdefault(view.node, []).append(view.url)
+    return {node: found for node, found in urls.items() if len(found) > 1}
+
+
+def _twin_words(views: Sequence[MemberView]) -> list[str]:
+    return [
+        f"node id {node} answers from {len(urls)} processes ({', '.join(urls)}): "
+        "give each node its own --node-id"
+        for node, urls in duplicate_ids(views).items()
+    ]
+
+
+def problems(views: Sequence[MemberView]) -> list[str]:
+    """Why a cluster with a master is not healthy: a node id used by two processes, or a
+    member that ``/cluster`` lists and that does not answer. Empty when healthy."""
+    found = _twin_words(views)
+    silent = [v for v in views if v.listed and not v.reachable]
+    if silent:
+        found.append(f"{_names(silent)} {'is' if len(silent) == 1 else 'are'} UNREACHABLE")
+    return found
 
 
 _STORE_HINTS = {

@@ -128,6 +128,8 @@ class Elector(ClusterSteps):
         self.snapshot = Snapshot(
             node_id=settings.node_id,
             backend=store.name,
+            advertise_url=self.me.advertise_url,
+            started_at=self.started_at,
             stop_flag=self._stop,
             drain_on_stop=settings.drain_time > 0,
         )
@@ -152,6 +154,8 @@ class Elector(ClusterSteps):
         snap = Snapshot(
             node_id=self.settings.node_id,
             backend=self.store.name,
+            advertise_url=self.me.advertise_url,
+            started_at=self.started_at,
             store_version=self.store.server_version,
             holds_key=self.holds_key,
             term=self.term if self.holds_key else self.leader_term,

@@ -151,6 +151,8 @@ def create_api(
         last = snap.last_transition
         return RoleInfo(
             node=snap.node_id,
+            url=snap.advertise_url,
+            started_at=utc(snap.started_at),
             role=role,
             is_master=role is Role.MASTER,
             term=snap.term,

@@ -46,6 +46,11 @@ class CheckInfo(BaseModel):
 
 class RoleInfo(BaseModel):
     node: str
+    url: str = Field(description="This node's advertise URL.")
+    started_at: datetime = Field(
+        description="When this node's process started, ISO 8601 UTC. With url, it tells "
+        "two processes started with the same node id apart."
+    )
     role: Role
     is_master: bool = Field(description="The same decision /monitor makes at this instant.")
     term: int = Field(description="The leader key's create_revision; 0 when none is known.")

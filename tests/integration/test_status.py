@@ -223,3 +223,22 @@ def test_watch_redraws_until_sigint_and_exits_with_the_frame_status(tmp_path: Pa
             for stream in (proc.stdout, proc.stderr):
                 if stream is not None:
                     stream.close()
+
+
+def test_two_processes_with_one_node_id_show_as_two_rows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    """Issue 20, finding 12: one row, exit 0, hid a second process with the same --node-id."""
+    args = ["--backend", "local", "--state-dir", str(tmp_path / "state")]
+    with Cluster(tmp_path, args) as c:
+        first = c.add("n1")
+        c.add("n2")
+        assert c.wait_master() is first
+        second = Node("n1", free_port(), list(args), tmp_path / "n1-second.log")
+        c.nodes.append(second)  # stopped with the others, by PID
+        second.start()
+        wait_for(lambda: second.role()["eligible"] is False, timeout=10, what="id in use")
+        code, rows, line = status(capsys, first.url, second.url)
+    assert code == 5, (rows, line)
+    assert sorted(r[8] for r in rows if r[0] == "n1") == sorted([first.url, second.url])
+    assert line.startswith("master: n1 (term ") and "node id n1 answers from 2 processes" in line
