@@ -53,6 +53,21 @@ class Member:
 
 
 @dataclass(frozen=True)
+class MissingMember:
+    """A member the roster lists (see :mod:`app.election.roster`) with no member record:
+    crashed, stopped, or cut off from the store.
+
+    ``missing_since``: when the master saw its member record gone (its lease had
+    run out, up to a TTL after it stopped renewing); None until a master has.
+    """
+
+    node_id: str
+    url: str
+    first_seen: float
+    missing_since: float | None = None
+
+
+@dataclass(frozen=True)
 class TermRecord:
     """One term as ``/history`` shows it (see :mod:`app.election.history`).
 
@@ -117,6 +132,8 @@ class Snapshot:
     check_ok: bool = True
     check_detail: str = ""
     members: tuple[Member, ...] = ()
+    #: Members the roster lists that have no member record, by id.
+    missing: tuple[MissingMember, ...] = ()
     #: Every member URL this node has seen since it started (ours too), capped:
     #: the origins whose pages may read this node's JSON (the status page's fallback).
     peer_urls: frozenset[str] = frozenset()

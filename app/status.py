@@ -37,7 +37,14 @@ from typing import TYPE_CHECKING, Any, TextIO
 from app.errors import SettingsError
 from app.role import Role
 from app.settings import base_url
-from app.verdict import EXIT_UNREAD, Verdict, duplicate_ids, store_lines, verdict
+from app.verdict import (
+    EXIT_UNREAD,
+    Verdict,
+    duplicate_ids,
+    missing_words,
+    store_lines,
+    verdict,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -76,11 +83,15 @@ class Target:
     """A URL to ask ``/role``: a member ``/cluster`` lists (``listed_as``) or a seed.
 
     ``problem`` says why it is not asked at all (a member URL that is not a node API).
+    ``missing``: ``/cluster`` lists it as missing (no member record), since
+    ``missing_since`` (ISO 8601, "" if not known).
     """
 
     url: str
     listed_as: str | None = None
     problem: str = ""
+    missing: bool = False
+    missing_since: str = ""
 
 
 @dataclass(frozen=True)
@@ -89,9 +100,10 @@ class MemberView:
 
     ``node`` is the id it answers with, else the id ``/cluster`` lists at its URL,
     else ``?``. ``role`` is its Role token, or ``UNREACHABLE`` with ``error``.
-    ``listed``: ``/cluster`` lists it (a member, not only a seed). ``process_url`` and
-    ``started_at`` are what it says of its process in ``/role`` ("" from an older
-    release): two processes with one node id differ in them.
+    ``listed``: ``/cluster`` lists it (a member, not only a seed); ``missing``, with no
+    member record since ``missing_since``. ``process_url`` and ``started_at`` are what
+    it says of its process in ``/role`` ("" from an older release): two processes with
+    one node id differ in them.
     """
 
     node: str
@@ -101,6 +113,8 @@ class MemberView:
     listed: bool = False
     process_url: str = ""
     started_at: str = ""
+    missing: bool = False
+    missing_since: str = ""
     term: int = 0
     lease_ms: int = 0
     leader: str | None = None
@@ -172,26 +186,32 @@ def pick_cluster(seeds: Sequence[str], answers: Mapping[str, Answer]) -> tuple[s
 
 
 def targets(seeds: Sequence[str], cluster: Answer) -> list[Target]:
-    """Every member URL ``/cluster`` lists, then every seed it does not list."""
+    """Every member URL ``/cluster`` lists, then every missing member's, then every seed
+    it does not list."""
     found: list[Target] = []
-    members = cluster.get("members") if isinstance(cluster, dict) else None
-    for member in members if isinstance(members, list) else []:
-        if not isinstance(member, dict):
-            continue
-        node_id = member.get("id")
-        listed_as = node_id if isinstance(node_id, str) and node_id else None
-        raw = member.get("url")
-        try:
-            url = base_url(raw) if isinstance(raw, str) else ""
-        except ValueError as exc:
-            found.append(Target(str(raw), listed_as, f"bad URL in /cluster: {exc}"))
-            continue
-        if not url:
-            found.append(Target("", listed_as, "no URL in /cluster"))
-        elif all(t.url != url for t in found):
-            found.append(Target(url, listed_as))
+    for kind in ("members", "missing"):
+        listed = cluster.get(kind) if isinstance(cluster, dict) else None
+        for member in listed if isinstance(listed, list) else []:
+            if isinstance(member, dict):
+                _add_target(found, member, missing=kind == "missing")
     found.extend(Target(seed) for seed in seeds if all(t.url != seed for t in found))
     return found
+
+
+def _add_target(found: list[Target], member: Mapping[str, Any], missing: bool) -> None:
+    node_id, since = member.get("id"), member.get("missing_since") if missing else ""
+    listed_as = node_id if isinstance(node_id, str) and node_id else None
+    raw = member.get("url")
+    target = Target("", listed_as, "", missing, since if isinstance(since, str) else "")
+    try:
+        url = base_url(raw) if isinstance(raw, str) else ""
+    except ValueError as exc:
+        found.append(replace(target, url=str(raw), problem=f"bad URL in /cluster: {exc}"))
+        return
+    if not url:
+        found.append(replace(target, problem="no URL in /cluster"))
+    elif all(t.url != url for t in found):
+        found.append(replace(target, url=url))
 
 
 def _value(data: Mapping[str, Any], name: str, kind: type, default: Any) -> Any:
@@ -209,14 +229,21 @@ def _part(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:
 def member_view(target: Target, answer: Answer) -> MemberView:
     """One node's view from its ``/role`` answer (a dict) or the reason it has none (a str)."""
     fallback, listed = target.listed_as or "?", target.listed_as is not None
+    silent = MemberView(
+        fallback,
+        target.url,
+        UNREACHABLE,
+        listed=listed,
+        missing=target.missing,
+        missing_since=target.missing_since,
+    )
     if target.problem:
-        return MemberView(fallback, target.url, UNREACHABLE, target.problem, listed)
+        return replace(silent, error=target.problem)
     if isinstance(answer, str):
-        return MemberView(fallback, target.url, UNREACHABLE, answer, listed)
+        return replace(silent, error=answer)
     role = answer.get("role")
     if role not in {r.value for r in Role}:
-        error = f"/role has no valid 'role': {role!r}"
-        return MemberView(fallback, target.url, UNREACHABLE, error, listed)
+        return replace(silent, error=f"/role has no valid 'role': {role!r}")
     node = _value(answer, "node", str, "") or fallback
     note = ""
     if target.listed_as and node != target.listed_as:
@@ -230,6 +257,8 @@ def member_view(target: Target, answer: Answer) -> MemberView:
         listed=listed,
         process_url=_value(answer, "url", str, ""),
         started_at=_value(answer, "started_at", str, ""),
+        missing=target.missing,
+        missing_since=target.missing_since,
         term=_value(answer, "term", int, 0),
         lease_ms=_value(answer, "lease_remaining_ms", int, 0),
         leader=leader if isinstance(leader, str) and leader else None,
@@ -277,7 +306,13 @@ def member_views(found: Sequence[Target], roles: Mapping[str, Answer]) -> list[M
         if at is None:
             views.append(view)
         elif view.reachable and not views[at].reachable:
-            views[at] = replace(view, listed=view.listed or views[at].listed)
+            old = views[at]
+            views[at] = replace(
+                view,
+                listed=view.listed or old.listed,
+                missing=view.missing or old.missing,
+                missing_since=view.missing_since or old.missing_since,
+            )
     twins = duplicate_ids(views)
     for i, view in enumerate(views):
         others = [url for url in twins.get(view.node, []) if url != view.url]
@@ -302,15 +337,17 @@ def build_report(
 
 
 def _cells(view: MemberView) -> tuple[str, ...]:
+    gone = missing_words(view) if view.missing else ""
     if not view.reachable:
-        return (view.node, view.role, "-", "-", "-", "-", "-", "-", view.url, view.error)
+        note = "; ".join(filter(None, [gone, view.error]))
+        return (view.node, view.role, "-", "-", "-", "-", "-", "-", view.url, note)
     lease = "-"
     if view.lease_ms > 0 or view.role in (Role.MASTER, Role.DRAINING):
         lease = f"{view.lease_ms / 1000:.1f}s"
     check = "none"
     if view.check_configured:
         check = "ok" if view.check_ok else "failing"
-    notes = [view.note] if view.note else []
+    notes = [text for text in (gone, view.note) if text]
     if view.check_configured and not view.check_ok and view.check_detail:
         notes.append("check: " + _clip(view.check_detail))
     return (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from app.role import Role
@@ -75,13 +76,44 @@ def _twin_words(views: Sequence[MemberView]) -> list[str]:
 
 
 def problems(views: Sequence[MemberView]) -> list[str]:
-    """Why a cluster with a master is not healthy: a node id used by two processes, or a
-    member that ``/cluster`` lists and that does not answer. Empty when healthy."""
+    """Why a cluster with a master is not healthy: a node id used by two processes, a
+    member that is missing (listed with no member record), or a member that
+    ``/cluster`` lists and that does not answer. Empty when healthy."""
     found = _twin_words(views)
-    silent = [v for v in views if v.listed and not v.reachable]
+    missing = [v for v in views if v.missing]
+    if len(missing) == 1:
+        gone = missing[0]
+        since = f" since {_when(gone.missing_since)}" if gone.missing_since else ""
+        found.append(
+            f"{gone.node} is missing (no member record{since}; "
+            f"`vipmon member forget {gone.node}` once it is gone for good)"
+        )
+    elif missing:
+        found.append(
+            f"{_names(missing)} are missing (no member record; "
+            "`vipmon member forget NODE` for each one gone for good)"
+        )
+    silent = [v for v in views if v.listed and not v.reachable and not v.missing]
     if silent:
         found.append(f"{_names(silent)} {'is' if len(silent) == 1 else 'are'} UNREACHABLE")
     return found
+
+
+def missing_words(view: MemberView) -> str:
+    """A missing member's note: ``missing since 2026-12-06 05:00:01Z (no member record)``."""
+    since = f" since {_when(view.missing_since)}" if view.missing_since else ""
+    return f"missing{since} (no member record)"
+
+
+def _when(iso: str) -> str:
+    """An ISO 8601 time as ``2026-12-06 05:00:01Z``; the text itself if it is not one."""
+    try:
+        moment = datetime.fromisoformat(iso)
+    except ValueError:
+        return iso
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 _STORE_HINTS = {

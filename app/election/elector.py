@@ -40,6 +40,7 @@ from app.election.records import (
     leader_key,
     members_prefix,
 )
+from app.election.roster import Roster
 from app.errors import StoreError
 from app.role import Member, Role, Snapshot, Transition
 from app.settings import Settings
@@ -141,6 +142,8 @@ class Elector(ClusterSteps):
         self.members_hint = asyncio.Event()
         #: Every planned release of the role: switchover, maintenance, SIGTERM, ...
         self.handover = Handover(self)
+        #: Every member seen, missing ones included, until forgotten.
+        self.roster = Roster(self)
 
     # -- publication ------------------------------------------------------
 
@@ -177,6 +180,7 @@ class Elector(ClusterSteps):
             check_ok=check.ok,
             check_detail=check.detail,
             members=self.members,
+            missing=self.roster.missing,
             peer_urls=self.peer_urls,
             history=self.history.view,
             last_transition=self.last_transition,
@@ -533,7 +537,7 @@ class Elector(ClusterSteps):
             elif kv.key.startswith(self._control_prefix):
                 self.control_hint.set()
                 self.members_hint.set()
-            elif kv.key.startswith(self._members_prefix):
+            elif kv.key.startswith(self._members_prefix) or self.roster.owns(kv.key):
                 self.members_hint.set()
             return
         if self.holds_key:

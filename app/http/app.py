@@ -38,6 +38,7 @@ from app.http.models import (
     HistoryInfo,
     LeaderInfo,
     MemberInfo,
+    MissingInfo,
     RoleInfo,
     TermInfo,
     TransitionInfo,
@@ -183,7 +184,9 @@ def create_api(
             ),
         )
 
-    @app.get("/cluster", response_model=ClusterInfo, summary="Members, marking the master")
+    @app.get(
+        "/cluster", response_model=ClusterInfo, summary="Members, marking the master, and missing"
+    )
     async def cluster_info() -> ClusterInfo:
         snap = node.snapshot
         members = [
@@ -201,12 +204,22 @@ def create_api(
             )
             for m in snap.members
         ]
+        missing = [
+            MissingInfo(
+                id=m.node_id,
+                url=m.url,
+                first_seen=utc(m.first_seen),
+                missing_since=utc(m.missing_since) if m.missing_since is not None else None,
+            )
+            for m in snap.missing
+        ]
         return ClusterInfo(
             node=snap.node_id,
             leader=snap.leader_id,
             term=snap.leader_term,
             paused=snap.paused,
             members=members,
+            missing=missing,
         )
 
     @app.get("/history", response_model=HistoryInfo, summary="The cluster's last terms")

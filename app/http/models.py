@@ -79,12 +79,26 @@ class MemberInfo(BaseModel):
     check_ok: bool
 
 
+class MissingInfo(BaseModel):
+    id: str
+    url: str = Field(description="Its advertise URL when it was last seen.")
+    first_seen: datetime = Field(description="When a master first listed it, ISO 8601 UTC.")
+    missing_since: datetime | None = Field(
+        description="When the master saw its member record gone (its lease had run out), "
+        "ISO 8601 UTC; null until a master has."
+    )
+
+
 class ClusterInfo(BaseModel):
     node: str = Field(description="The node that answered.")
     leader: str | None
     term: int
     paused: bool = Field(description="The cluster is paused: no automatic failover.")
-    members: list[MemberInfo]
+    members: list[MemberInfo] = Field(description="Every member with a member record: alive.")
+    missing: list[MissingInfo] = Field(
+        description="Members seen before that have no member record now (crashed, stopped, "
+        "cut off from the store), until `vipmon member forget` or --member-forget-after."
+    )
 
 
 class TermInfo(BaseModel):

@@ -92,6 +92,11 @@ def test_the_page_follows_a_crash_of_the_master_it_was_loaded_from(
         expect(source).to_have_attribute("data-node", re.compile(rf"^({survivors})$"))
         expect(source).to_contain_text(f"{master.node_id}, which served this page, does not answer")
         expect(page.locator("#members tbody tr.master")).to_have_count(1)
+        # The dead master stays listed, missing, and the cluster is not all green.
+        expect(row(page, master)).to_have_attribute("data-missing", "true", timeout=15_000)
+        expect(row(page, master)).to_contain_text("missing since")
+        expect(state).to_have_class("degraded")
+        expect(state).to_contain_text(f", but {master.node_id} is missing")
 
         # The timeline, read from the survivor: the new term on top, holding, with its
         # failover gap; the dead master's term below it, ended by its lease.
@@ -113,6 +118,18 @@ def test_the_page_follows_a_crash_of_the_master_it_was_loaded_from(
         print(f"screenshot: {after}")
         shutil.copyfile(after, SHOT_FOR_REVIEW)
         assert errors == []
+
+        # Issue 20, finding 10: a page opened after the crash knows the dead member too.
+        fresh = browser.new_page()
+        fresh_errors = policy_errors(fresh)
+        assert fresh.goto(new.url + "/ui").status == 200
+        expect(fresh.locator("#members tbody tr")).to_have_count(3)
+        expect(row(fresh, master)).to_have_attribute("data-missing", "true")
+        expect(row(fresh, master)).to_have_attribute("data-reachable", "false")
+        expect(fresh.locator("#state")).to_have_attribute("data-master", new.node_id)
+        expect(fresh.locator("#state")).to_have_class("degraded")
+        fresh.screenshot(path=tmp_path / "ui-fresh-after-crash.png", full_page=True)
+        assert fresh_errors == []
 
 
 def test_ui_is_refused_outside_allow_cidr_and_served_without_a_token(
