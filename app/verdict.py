@@ -1,8 +1,14 @@
 """``vipmon status``'s verdict: from every node's own view to the cluster line and the exit status.
 
-Pure functions over :class:`app.status.MemberView` rows, no I/O: :func:`verdict`
+Pure functions over :class:`app.status_views.MemberView` rows, no I/O: :func:`verdict`
 gives the cluster line and the exit status, :func:`why_no_master` the reason
-there is no master, :func:`store_lines` the store server's version under it.
+there is no master, :func:`problems` what keeps a cluster with a master from
+being healthy, :func:`store_lines` the store server's version under it.
+
+Exit status: 0 one node answers MASTER and nothing is wrong; 1 no node could be
+read; 2 usage (the CLI's); 3 no master; 4 more than one MASTER (a split); 5 one
+MASTER, but a member is missing or does not answer, or a node id answers from
+two processes. A split outranks everything, then no master, then degraded.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from app.role import Role
 from app.store.etcd_version import lease_bug_warning
 
 if TYPE_CHECKING:
-    from app.status import MemberView
+    from app.status_views import MemberView
 
 EXIT_MASTER = 0
 EXIT_UNREAD = 1

@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from app.cli import main
-from app.status import UNREACHABLE, build_report, gather, render
+from app.status import build_report, gather, render
+from app.status_views import UNREACHABLE
 
 H1, H2, H3, H4 = "http://h1:8700", "http://h2:8700", "http://h3:8700", "http://h4:8700"
 URLS = {"n1": H1, "n2": H2, "n3": H3}
