@@ -81,6 +81,24 @@ def _verify(args: argparse.Namespace) -> Any:
     return client_context(args.ca_file, args.cert_file, args.key_file)
 
 
+def _add_admin_client(parser: argparse.ArgumentParser) -> None:
+    """The options of a command sent to a node's admin API."""
+    parser.add_argument(
+        "--url",
+        default="http://127.0.0.1:8700",
+        help="the node's API URL (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--token-file",
+        type=Path,
+        help="file holding the admin token (default: $VIPMON_ADMIN_TOKEN)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to wait (default: %(default)s)"
+    )
+    _add_client_tls(parser)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="vipmon",
@@ -116,24 +134,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, help_text in ADMIN_COMMANDS.items():
         admin = sub.add_parser(name, help=help_text)
-        admin.add_argument(
-            "--url",
-            default="http://127.0.0.1:8700",
-            help="the node's API URL (default: %(default)s)",
-        )
-        admin.add_argument(
-            "--token-file",
-            type=Path,
-            help="file holding the admin token (default: $VIPMON_ADMIN_TOKEN)",
-        )
-        admin.add_argument(
-            "--timeout", type=float, default=60.0, help="seconds to wait (default: %(default)s)"
-        )
-        _add_client_tls(admin)
+        _add_admin_client(admin)
         if name == "switchover":
             admin.add_argument("--to", help="target node (default: the best eligible one)")
         if name == "maintenance":
             admin.add_argument("state", choices=["on", "off"])
+    member = sub.add_parser("member", help="the members the cluster keeps listed")
+    forget = member.add_subparsers(dest="action", required=True).add_parser(
+        "forget",
+        help="stop listing a missing member (gone for good); refused while it runs",
+    )
+    forget.add_argument("node", help="its node id")
+    _add_admin_client(forget)
 
     spec = sub.add_parser("openapi", help="write the OpenAPI spec")
     spec.add_argument("--output", type=Path, default=Path("openapi/openapi.json"))
@@ -155,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_status(args.url, args.timeout, _verify(args), watch=args.watch)
         if args.command == "openapi":
             return _openapi(args.output)
-        if args.command in ADMIN_COMMANDS:
+        if args.command in ADMIN_COMMANDS or args.command == "member":
             return _admin(args)
         status: int = args.func(args)
         return status
@@ -205,7 +217,10 @@ def _admin(args: argparse.Namespace) -> int:
         body = {"to": args.to}
     elif args.command == "maintenance":
         body = {"enabled": args.state == "on"}
-    url = f"{_base_url(args.url)}/admin/{args.command}"
+    elif args.command == "member":
+        body = {"node": args.node}
+    action = args.action if args.command == "member" else args.command
+    url = f"{_base_url(args.url)}/admin/{action}"
     import httpx  # the client commands only: `vipmon run` never loads it
 
     try:

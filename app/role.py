@@ -53,11 +53,28 @@ class Member:
 
 
 @dataclass(frozen=True)
+class MissingMember:
+    """A member the roster lists (see :mod:`app.election.roster`) with no member record:
+    crashed, stopped, or cut off from the store.
+
+    ``missing_since``: when the master saw its member record gone (its lease had
+    run out, up to a TTL after it stopped renewing); None until a master has.
+    """
+
+    node_id: str
+    url: str
+    first_seen: float
+    missing_since: float | None = None
+
+
+@dataclass(frozen=True)
 class TermRecord:
     """One term as ``/history`` shows it (see :mod:`app.election.history`).
 
     ``gap`` is the seconds from the previous term's end to this term's first
-    positive answer, when both are known.
+    positive answer, when both are known. ``gap_max``, when the previous term
+    ended by its lease running out (a crash), is the most the outage can have
+    lasted: the real gap lies between the two. None when the end is exact.
     """
 
     term: int
@@ -69,6 +86,7 @@ class TermRecord:
     to: str | None
     detail: str
     gap: float | None = None
+    gap_max: float | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +107,12 @@ class Snapshot:
 
     node_id: str
     backend: str
+    #: This process: its advertise URL and when it started (wall clock). Two
+    #: processes started with one ``--node-id`` tell apart by these.
+    advertise_url: str = ""
+    started_at: float = 0.0
+    #: The store server's name and version as last read (``Store.server_version``).
+    store_version: str = ""
     holds_key: bool = False
     term: int = 0
     lease_valid_until: float = 0.0
@@ -108,6 +132,8 @@ class Snapshot:
     check_ok: bool = True
     check_detail: str = ""
     members: tuple[Member, ...] = ()
+    #: Members the roster lists that have no member record, by id.
+    missing: tuple[MissingMember, ...] = ()
     #: Every member URL this node has seen since it started (ours too), capped:
     #: the origins whose pages may read this node's JSON (the status page's fallback).
     peer_urls: frozenset[str] = frozenset()

@@ -137,6 +137,10 @@ class ThreadCommands:
     async def pause(self, paused: bool) -> dict[str, Any]:
         return await asyncio.wrap_future(self.election.submit(self.commands.pause(paused)))
 
+    async def forget(self, node: str) -> dict[str, Any]:
+        roster = self.election.elector.roster
+        return await asyncio.wrap_future(self.election.submit(roster.forget(node)))
+
 
 class HookObserver:
     """Feeds role transitions to the hook runner; ignores the rest."""

@@ -118,6 +118,14 @@ class Settings(BaseSettings):
     on_standby: str | None = Field(default=None, description="Hook run on leaving master.")
     on_change: str | None = Field(default=None, description="Hook run on every role change.")
     hook_timeout: float = Field(default=30.0, gt=0, le=3600, description="Seconds per hook.")
+    member_forget_after: float = Field(
+        default=604800.0,
+        ge=0,
+        le=31_536_000,
+        allow_inf_nan=False,
+        description="Seconds a missing member stays listed before the master forgets it "
+        "(default 7 days); 0: only `vipmon member forget` does.",
+    )
 
     # TLS on the HTTP API (the agent-check port stays plain TCP).
     tls_cert_file: Path | None = Field(default=None, description="API server certificate (PEM).")

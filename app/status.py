@@ -5,16 +5,19 @@ One view of the cluster, taken from each node's own ``/role``, never from one no
 
 1. :func:`gather` reads ``/cluster`` from every seed URL at once and keeps the first
    seed (in the order given) that answered, for its member list; then it GETs ``/role``
-   from every listed member and every seed not listed, at once. Each request is
+   from every listed member, every missing one and every seed not listed, at once. Each request is
    bounded by ``timeout`` as a whole. Two MASTER answers are asked once more before
    they count: a planned hand-over between two reads would otherwise look like a split.
-2. :func:`build_report` (pure) turns those answers into one :class:`MemberView` per
-   node and a :class:`Verdict`: the cluster line and the exit status.
+2. :func:`build_report` (pure) turns those answers into one
+   :class:`app.status_views.MemberView` per process (:mod:`app.status_views`) and a
+   :class:`app.verdict.Verdict`: the cluster line and the exit status.
 3. :func:`render` (pure) prints them as a table and the cluster line.
 
 Exit status: 0 exactly one node answers MASTER; 1 no node could be read; 2 usage
-error; 3 no master; 4 more than one node answers MASTER. DRAINING is not MASTER (its
-``/monitor`` answers 503): a cluster whose master drains has no master (3).
+error; 3 no master; 4 more than one node answers MASTER; 5 one master, but a member is
+missing or does not answer, or a node id answers from two processes (see
+:mod:`app.verdict`). DRAINING is
+not MASTER (its ``/monitor`` answers 503): a cluster whose master drains has no master (3).
 
 httpx is imported inside the functions that talk to nodes, so that ``vipmon run``
 (which imports the CLI) never loads it.
@@ -36,18 +39,13 @@ from typing import TYPE_CHECKING, Any, TextIO
 from app.errors import SettingsError
 from app.role import Role
 from app.settings import base_url
+from app.status_views import Answer, MemberView, member_views, pick_cluster, targets
+from app.verdict import EXIT_UNREAD, Verdict, missing_words, store_lines, verdict
 
 if TYPE_CHECKING:
     import httpx
 
-EXIT_MASTER = 0
-EXIT_UNREAD = 1
-EXIT_USAGE = 2
-EXIT_NO_MASTER = 3
-EXIT_SPLIT = 4
-
 DEFAULT_URL = "http://127.0.0.1:8700"
-UNREACHABLE = "UNREACHABLE"
 WATCH_INTERVAL = 1.0
 _DETAIL_MAX = 60
 _ERROR_MAX = 100
@@ -56,72 +54,20 @@ HELP_EPILOG = """\
 The cluster line says "master: N (term T)" when exactly one node answers MASTER,
 else "no master: <why>" (paused; store unreachable from every node; the leader key
 names a node that does not answer; no eligible node; an election in progress; ...).
-DRAINING is not MASTER: a master handing over counts as no master.
+DRAINING is not MASTER: a master handing over counts as no master. Each process is
+one row: two processes started with the same --node-id are two rows.
 
 exit status:
-  0  exactly one node answers MASTER
+  0  exactly one node answers MASTER, and every member answers
   1  no node could be read
   2  usage error (bad flag, a URL with a path)
   3  no master
   4  more than one node answers MASTER (a split: should never happen)
+  5  one node answers MASTER, but the cluster is degraded: a member does not
+     answer, or one node id answers from two processes
 
 --watch redraws every second until Ctrl-C and exits with the last frame's status;
 each frame takes at most 3 x --timeout."""
-
-#: A GET's outcome: the JSON object it answered, or why there is none.
-Answer = dict[str, Any] | str
-
-
-@dataclass(frozen=True)
-class Target:
-    """A URL to ask ``/role``: a member ``/cluster`` lists (``listed_as``) or a seed.
-
-    ``problem`` says why it is not asked at all (a member URL that is not a node API).
-    """
-
-    url: str
-    listed_as: str | None = None
-    problem: str = ""
-
-
-@dataclass(frozen=True)
-class MemberView:
-    """What one node says about itself in its own ``/role``, or that it does not answer.
-
-    ``node`` is the id it answers with, else the id ``/cluster`` lists at its URL,
-    else ``?``. ``role`` is its Role token, or ``UNREACHABLE`` with ``error``.
-    """
-
-    node: str
-    url: str
-    role: str
-    error: str = ""
-    term: int = 0
-    lease_ms: int = 0
-    leader: str | None = None
-    leader_unknown: bool = False
-    backend: str = ""
-    store_ok: bool = False
-    maintenance: bool = False
-    paused: bool = False
-    priority: int = 100
-    eligible: bool = True
-    check_configured: bool = False
-    check_ok: bool = True
-    check_detail: str = ""
-    note: str = ""
-
-    @property
-    def reachable(self) -> bool:
-        return self.role != UNREACHABLE
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """The cluster line and the exit status it stands for."""
-
-    code: int
-    line: str
 
 
 @dataclass(frozen=True)
@@ -161,105 +107,7 @@ def positive_seconds(text: str) -> float:
     return value
 
 
-# -- the pure part: answers -> views -> verdict -> text -------------------------------
-
-
-def pick_cluster(seeds: Sequence[str], answers: Mapping[str, Answer]) -> tuple[str, Answer]:
-    """The first seed whose ``/cluster`` answered, with its answer; else the first failure."""
-    for seed in seeds:
-        answer = answers.get(seed, "not asked")
-        if isinstance(answer, dict):
-            return seed, answer
-    return seeds[0], answers.get(seeds[0], "not asked")
-
-
-def targets(seeds: Sequence[str], cluster: Answer) -> list[Target]:
-    """Every member URL ``/cluster`` lists, then every seed it does not list."""
-    found: list[Target] = []
-    members = cluster.get("members") if isinstance(cluster, dict) else None
-    for member in members if isinstance(members, list) else []:
-        if not isinstance(member, dict):
-            continue
-        node_id = member.get("id")
-        listed_as = node_id if isinstance(node_id, str) and node_id else None
-        raw = member.get("url")
-        try:
-            url = base_url(raw) if isinstance(raw, str) else ""
-        except ValueError as exc:
-            found.append(Target(str(raw), listed_as, f"bad URL in /cluster: {exc}"))
-            continue
-        if not url:
-            found.append(Target("", listed_as, "no URL in /cluster"))
-        elif all(t.url != url for t in found):
-            found.append(Target(url, listed_as))
-    found.extend(Target(seed) for seed in seeds if all(t.url != seed for t in found))
-    return found
-
-
-def _value(data: Mapping[str, Any], name: str, kind: type, default: Any) -> Any:
-    value = data.get(name)
-    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
-        return value
-    return default
-
-
-def _part(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:
-    value = data.get(name)
-    return value if isinstance(value, dict) else {}
-
-
-def member_view(target: Target, answer: Answer) -> MemberView:
-    """One node's view from its ``/role`` answer (a dict) or the reason it has none (a str)."""
-    fallback = target.listed_as or "?"
-    if target.problem:
-        return MemberView(fallback, target.url, UNREACHABLE, error=target.problem)
-    if isinstance(answer, str):
-        return MemberView(fallback, target.url, UNREACHABLE, error=answer)
-    role = answer.get("role")
-    if role not in {r.value for r in Role}:
-        return MemberView(
-            fallback, target.url, UNREACHABLE, error=f"/role has no valid 'role': {role!r}"
-        )
-    node = _value(answer, "node", str, "") or fallback
-    note = ""
-    if target.listed_as and node != target.listed_as:
-        note = f"/cluster lists {target.listed_as} at this URL"
-    leader = _part(answer, "leader").get("id")
-    backend, check = _part(answer, "backend"), _part(answer, "check")
-    return MemberView(
-        node=node,
-        url=target.url,
-        role=str(role),
-        term=_value(answer, "term", int, 0),
-        lease_ms=_value(answer, "lease_remaining_ms", int, 0),
-        leader=leader if isinstance(leader, str) and leader else None,
-        leader_unknown=_value(answer, "leader_unknown", bool, False),
-        backend=_value(backend, "name", str, ""),
-        store_ok=_value(backend, "reachable", bool, False),
-        maintenance=_value(answer, "maintenance", bool, False),
-        paused=_value(answer, "paused", bool, False),
-        priority=_value(answer, "priority", int, 100),
-        eligible=_value(answer, "eligible", bool, True),
-        check_configured=_value(check, "configured", bool, False),
-        check_ok=_value(check, "ok", bool, True),
-        check_detail=_value(check, "detail", str, ""),
-        note=note,
-    )
-
-
-def member_views(found: Sequence[Target], roles: Mapping[str, Answer]) -> list[MemberView]:
-    """One view per node, sorted by id: a node reached at two URLs is shown once."""
-    by_id: dict[str, MemberView] = {}
-    anonymous: list[MemberView] = []
-    for target in found:
-        view = member_view(target, roles.get(target.url, "not asked"))
-        if view.node == "?":
-            anonymous.append(view)
-            continue
-        old = by_id.get(view.node)
-        if old is None or (view.reachable and not old.reachable):
-            by_id[view.node] = view
-    return [by_id[k] for k in sorted(by_id)] + anonymous
+# -- the pure part: answers -> views (app.status_views) -> verdict -> text -------------
 
 
 def build_report(
@@ -275,116 +123,18 @@ def build_report(
     return Report(tuple(views), verdict(views), listed_by or None, notes)
 
 
-def verdict(views: Sequence[MemberView]) -> Verdict:
-    """Exactly one MASTER answer is a master; none is 'no master: why'; two or more a split."""
-    answered = [v for v in views if v.reachable]
-    if not answered:
-        return Verdict(EXIT_UNREAD, "no master: no node answers")
-    masters = [v for v in answered if v.role == Role.MASTER]
-    if len(masters) == 1:
-        return Verdict(EXIT_MASTER, f"master: {masters[0].node} (term {masters[0].term})")
-    if masters:
-        who = ", ".join(f"{v.node} (term {v.term})" for v in masters)
-        return Verdict(
-            EXIT_SPLIT,
-            f"SPLIT: {len(masters)} nodes answer MASTER: {who}. This should never happen: "
-            "take all but one out of the load balancer's pool now, then check the store",
-        )
-    return Verdict(EXIT_NO_MASTER, "no master: " + why_no_master(views))
-
-
-_STORE_HINTS = {
-    "etcd": "etcd quorum lost or etcd down",
-    "local": "the state directory cannot be used",
-}
-
-
-def _names(views: Sequence[MemberView]) -> str:
-    return ", ".join(v.node for v in views)
-
-
-def _leader_named(answered: Sequence[MemberView]) -> str | None:
-    """The leader the nodes name; when they differ, the one named with the highest term."""
-    named = [(v.term, v.leader) for v in answered if v.leader]
-    return max(named, key=lambda pair: pair[0])[1] if named else None
-
-
-def _about_leader(leader: str, views: Sequence[MemberView], paused: bool) -> str:
-    """Why the node the leader key names is not master: gone, lapsed, or letting go."""
-    holder = next((v for v in views if v.node == leader), None)
-    then = "; no node takes over while paused" if paused else ", then another node takes over"
-    if holder is None:
-        return f"the leader key still names {leader}, which was not asked"
-    if not holder.reachable:
-        return (
-            f"the leader key still names {leader}, which does not answer "
-            f"(its lease runs out within the TTL{then})"
-        )
-    if holder.role == Role.UNKNOWN:
-        return (
-            f"the leader key names {leader}, which answers UNKNOWN (its lease lapsed or "
-            f"it cannot reach the store; the key goes within the TTL{then})"
-        )
-    return f"the leader key names {leader}, which answers {holder.role}: a hand-over is in progress"
-
-
-def _why_ineligible(view: MemberView) -> str:
-    reasons = []
-    if view.maintenance:
-        reasons.append("in maintenance")
-    if not view.check_ok:
-        reasons.append("check failing")
-    if view.priority <= 0:
-        reasons.append("priority 0")
-    return f"{view.node} " + (" and ".join(reasons) or "not eligible")
-
-
-def why_no_master(views: Sequence[MemberView]) -> str:
-    """Why no node answers MASTER, worked out from what the nodes answered."""
-    answered = [v for v in views if v.reachable]
-    if not answered:
-        return "no node answers"
-    paused = any(v.paused for v in answered)
-    lost = [v for v in answered if not v.store_ok]
-    reasons: list[str] = []
-    if len(lost) == len(answered):
-        backends = sorted({v.backend for v in answered if v.backend})
-        hint = "; ".join(_STORE_HINTS.get(b, f"{b} down") for b in backends) or "store down"
-        reasons.append(f"the store is unreachable from every node that answered ({hint})")
-    elif draining := [v for v in answered if v.role == Role.DRAINING]:
-        reasons.append(
-            f"{_names(draining)} is DRAINING (a planned hand-over: "
-            "another node takes the role once it lets go)"
-        )
-    elif any(v.leader_unknown for v in answered):
-        reasons.append(
-            "the leader key holds a value vipmon cannot read "
-            "(nobody takes over until it is deleted or its lease ends)"
-        )
-    elif (leader := _leader_named(answered)) is not None:
-        reasons.append(_about_leader(leader, views, paused))
-    elif all(not v.eligible for v in answered):
-        why = ", ".join(_why_ineligible(v) for v in answered)
-        reasons.append(f"no eligible node ({why})")
-    elif not paused:
-        reasons.append("an election is in progress (no node holds the leader key yet)")
-    if paused:
-        reasons.append("the cluster is paused (automatic failover is off until `vipmon resume`)")
-    if lost and len(lost) < len(answered):
-        reasons.append(f"the store is unreachable from {_names(lost)}")
-    return "; ".join(reasons)
-
-
 def _cells(view: MemberView) -> tuple[str, ...]:
+    gone = missing_words(view) if view.missing else ""
     if not view.reachable:
-        return (view.node, view.role, "-", "-", "-", "-", "-", "-", view.url, view.error)
+        note = "; ".join(filter(None, [gone, view.error]))
+        return (view.node, view.role, "-", "-", "-", "-", "-", "-", view.url, note)
     lease = "-"
     if view.lease_ms > 0 or view.role in (Role.MASTER, Role.DRAINING):
         lease = f"{view.lease_ms / 1000:.1f}s"
     check = "none"
     if view.check_configured:
         check = "ok" if view.check_ok else "failing"
-    notes = [view.note] if view.note else []
+    notes = [text for text in (gone, view.note) if text]
     if view.check_configured and not view.check_ok and view.check_detail:
         notes.append("check: " + _clip(view.check_detail))
     return (
@@ -418,6 +168,7 @@ def render(report: Report) -> str:
     ]
     lines.append("")
     lines.append(report.verdict.line)
+    lines.extend(store_lines(report.views))
     lines.extend(f"note: {note}" for note in report.notes)
     return "\n".join(lines)
 

@@ -64,7 +64,7 @@ def format_history(answer: dict[str, Any]) -> str:
         how = term.get("how") or "holding"
         if term.get("to"):
             how = f"{how} to {term['to']}"
-        gap = term.get("failover_gap_ms")
+        gap, gap_max = term.get("failover_gap_ms"), term.get("failover_gap_max_ms")
         rows.append(
             (
                 str(term.get("term", "")),
@@ -72,7 +72,7 @@ def format_history(answer: dict[str, Any]) -> str:
                 _time(term.get("began")),
                 _time(term.get("ended")) if term.get("ended") else "-",
                 how,
-                f"{gap / 1000:.3f} s" if isinstance(gap, int) else "-",
+                _gap(gap, gap_max),
             )
         )
     if len(rows) == 1:
@@ -84,9 +84,19 @@ def format_history(answer: dict[str, Any]) -> str:
     lines.append("")
     lines.append(
         f"asked: {answer.get('node', '?')}; a gap runs from the previous term's end to this "
-        "term's first positive answer, by the two nodes' clocks"
+        "term's first positive answer, by the two nodes' clocks; after a crash it is a range: "
+        "the real outage lies within it"
     )
     return "\n".join(lines)
+
+
+def _gap(gap: object, gap_max: object) -> str:
+    """``0.005 s``, or ``0.005 to 2.505 s`` after a crash; ``-`` when unrecorded."""
+    if not isinstance(gap, int):
+        return "-"
+    if isinstance(gap_max, int) and gap_max > gap:
+        return f"{gap / 1000:.3f} to {gap_max / 1000:.3f} s"
+    return f"{gap / 1000:.3f} s"
 
 
 def _time(value: object) -> str:

@@ -257,9 +257,18 @@ class ClusterSteps:
         self.queue_history(begin_key(self.settings.cluster, term), encode_begin(record))
 
     def end_record(
-        self, term: int, holder: LeaderRecord | None, ended: float, ending: Ending, detail: str
+        self,
+        term: int,
+        holder: LeaderRecord | None,
+        ended: float,
+        ending: Ending,
+        detail: str,
+        earliest: float | None = None,
     ) -> tuple[str, bytes]:
-        """The key and value of term ``term``'s end record, as this node tells it."""
+        """The key and value of term ``term``'s end record, as this node tells it.
+
+        ``earliest``: for a lease that ran out, see :func:`app.election.history.earliest_end`.
+        """
         record = TermEnd(
             term,
             holder.node_id if holder else "",
@@ -269,6 +278,7 @@ class ClusterSteps:
             ending.to,
             detail,
             self.me.node_id,
+            earliest,
         )
         return end_key(self.settings.cluster, term), encode_end(record)
 

@@ -31,7 +31,7 @@ from app.election.barrier import Barrier, NoBarrier
 from app.election.cluster import CheckView, ClusterSteps
 from app.election.control import ControlState, acquire_guards, campaign_delay, control_prefix
 from app.election.handover import Handover
-from app.election.history import LEASE_EXPIRED, LEASE_LOST, Ending, History
+from app.election.history import LEASE_EXPIRED, LEASE_LOST, Ending, History, earliest_end
 from app.election.lease import LeaseDeadline
 from app.election.records import (
     LeaderRecord,
@@ -41,6 +41,7 @@ from app.election.records import (
     leader_key,
     members_prefix,
 )
+from app.election.roster import Roster
 from app.errors import StoreError
 from app.role import Member, Role, Snapshot, Transition
 from app.settings import Settings
@@ -132,6 +133,8 @@ class Elector(ClusterSteps):
         self.snapshot = Snapshot(
             node_id=settings.node_id,
             backend=store.name,
+            advertise_url=self.me.advertise_url,
+            started_at=self.started_at,
             stop_flag=self._stop,
             drain_on_stop=settings.drain_time > 0,
         )
@@ -143,6 +146,8 @@ class Elector(ClusterSteps):
         self.members_hint = asyncio.Event()
         #: Every planned release of the role: switchover, maintenance, SIGTERM, ...
         self.handover = Handover(self)
+        #: Every member seen, missing ones included, until forgotten.
+        self.roster = Roster(self)
 
     # -- publication ------------------------------------------------------
 
@@ -156,6 +161,9 @@ class Elector(ClusterSteps):
         snap = Snapshot(
             node_id=self.settings.node_id,
             backend=self.store.name,
+            advertise_url=self.me.advertise_url,
+            started_at=self.started_at,
+            store_version=self.store.server_version,
             holds_key=self.holds_key,
             term=self.term if self.holds_key else self.leader_term,
             lease_valid_until=self.deadline.valid_until,
@@ -176,6 +184,7 @@ class Elector(ClusterSteps):
             check_ok=check.ok,
             check_detail=check.detail,
             members=self.members,
+            missing=self.roster.missing,
             peer_urls=self.peer_urls,
             history=self.history.view,
             last_transition=self.last_transition,
@@ -470,12 +479,18 @@ class Elector(ClusterSteps):
         who = holder.node_id if holder else end.node_id if end and end.node_id else "unknown"
         if end is not None:
             return f" after term {term} of {who}, which ended: {end.text()}"
-        ended = self.gone_at if self.gone and self.gone[1] == term else self.wall()
+        saw = self.gone is not None and self.gone[1] == term
+        ended = self.gone_at if saw else self.wall()
         detail = (
             f"no end record when {self.me.node_id} won term {self.term}: the lease ran out; "
             f"{who} may have stopped up to the TTL ({self.settings.lease_ttl} s) before that"
         )
-        self.queue_history(*self.end_record(term, holder, ended, Ending(LEASE_EXPIRED), detail))
+        begin = self.history.begins.get(term)
+        earliest = earliest_end(
+            ended if saw else None, self.settings.lease_ttl, begin.began if begin else None
+        )
+        ending = Ending(LEASE_EXPIRED)
+        self.queue_history(*self.end_record(term, holder, ended, ending, detail, earliest))
         return f" after term {term} of {who}, which ended: {LEASE_EXPIRED}"
 
     async def observe(self, timeout: float) -> bool:
@@ -526,7 +541,7 @@ class Elector(ClusterSteps):
             elif kv.key.startswith(self._control_prefix):
                 self.control_hint.set()
                 self.members_hint.set()
-            elif kv.key.startswith(self._members_prefix):
+            elif kv.key.startswith(self._members_prefix) or self.roster.owns(kv.key):
                 self.members_hint.set()
             return
         if self.holds_key:

@@ -12,7 +12,9 @@ Each term has up to two keys under ``/vipmon/<cluster>/history/<term>/``:
     any later winner finds it;
   - the master itself when it lost its lease or its key (``lease lost``);
   - the winner of the next term, when it found no end record: the lease ran
-    out (``lease expired``), as after a crash.
+    out (``lease expired``), as after a crash. Its ``ended`` is when it saw the
+    key go, which is late: it adds ``ended_earliest`` (:func:`earliest_end`),
+    so that the gap before its own term is a range that bounds the outage.
 
 Nothing here is on the probe path: records are written by the election's
 history loop and by the release protocol, and read into memory (the
@@ -49,6 +51,10 @@ LEASE_EXPIRED = "lease expired"
 LEASE_LOST = "lease lost"
 RELEASED = "released"
 
+#: Seconds a store may take past a lease's TTL to delete its keys (etcd's lessor
+#: looks for expired leases every 500 ms; the embedded store is exact).
+EXPIRY_SLACK = 0.5
+
 _TERM_DIGITS = 20  # zero-padded, so that keys sort by term
 _KEY = re.compile(rf"(\d{{{_TERM_DIGITS}}})/(begin|end)$")
 
@@ -84,8 +90,29 @@ class TermBegin:
     began: float
 
 
+def earliest_end(seen: float | None, ttl: float, began: float | None) -> float | None:
+    """The earliest instant a master whose lease ran out can have last answered positive.
+
+    ``seen``: when the next master saw its key deleted (None if it did not see
+    it go); ``ttl``: the lease TTL; ``began``: when that term turned positive.
+    The store deletes a key no earlier than the TTL after the last renewal it
+    took (and at most :data:`EXPIRY_SLACK` later), and the master was positive
+    when it sent that renewal, so it was positive until ``seen - ttl - slack``
+    at least; and never before its term began. None when neither is known.
+    An etcd leader election in between lengthens leases: the outage can then
+    be longer still.
+    """
+    bounds = (seen - ttl - EXPIRY_SLACK if seen is not None else None, began)
+    known = [t for t in bounds if t is not None]
+    return max(known) if known else None
+
+
 @dataclass(frozen=True)
 class TermEnd:
+    """How a term ended. ``ended_earliest``: only for a term whose lease ran out, the
+    earliest its master can have stopped answering positive (``ended`` is when the
+    next master saw the key go, later than the real end)."""
+
     term: int
     node_id: str
     url: str
@@ -94,6 +121,7 @@ class TermEnd:
     to: str | None
     detail: str
     by: str
+    ended_earliest: float | None = None
 
     def text(self) -> str:
         return Ending(self.how, self.to).text()
@@ -106,18 +134,19 @@ def encode_begin(record: TermBegin) -> bytes:
 
 
 def encode_end(record: TermEnd) -> bytes:
-    return json.dumps(
-        {
-            "term": record.term,
-            "id": record.node_id,
-            "url": record.url,
-            "ended": record.ended,
-            "how": record.how,
-            "to": record.to,
-            "detail": record.detail,
-            "by": record.by,
-        }
-    ).encode()
+    fields = {
+        "term": record.term,
+        "id": record.node_id,
+        "url": record.url,
+        "ended": record.ended,
+        "how": record.how,
+        "to": record.to,
+        "detail": record.detail,
+        "by": record.by,
+    }
+    if record.ended_earliest is not None:
+        fields["ended_earliest"] = record.ended_earliest
+    return json.dumps(fields).encode()
 
 
 def decode_begin(raw: bytes) -> TermBegin | None:
@@ -148,7 +177,11 @@ def decode_end(raw: bytes) -> TermEnd | None:
     if not (to is None or _is_text(to)) or not isinstance(by, str):
         return None
     assert isinstance(term, int) and isinstance(how, str)
-    return TermEnd(term, node_id, url, end, how, to, detail, by)
+    # Optional: a value that is not a time no later than "ended" is left out.
+    earliest = wall_time(data.get("ended_earliest"))
+    if earliest is not None and earliest > end:
+        earliest = None
+    return TermEnd(term, node_id, url, end, how, to, detail, by, earliest)
 
 
 def _is_term(value: object) -> bool:
@@ -246,7 +279,12 @@ class History:
                 detail=end.detail if end else "",
             )
             if previous is not None and previous.ended is not None and record.began is not None:
-                record = replace(record, gap=record.began - previous.ended)
+                earliest = self.ends[previous.term].ended_earliest
+                record = replace(
+                    record,
+                    gap=record.began - previous.ended,
+                    gap_max=record.began - earliest if earliest is not None else None,
+                )
             records.append(record)
             previous = record
         self.view = tuple(reversed(records))

@@ -154,7 +154,8 @@ def _blocked(e: Elector) -> bool:
 
 
 async def _members_loop(e: Elector, first_read: asyncio.Event) -> None:
-    """Read the members and control keys when the watch or the tick says they changed.
+    """Read the members and control keys, and the roster, when the watch or the tick says
+    they changed (the master then keeps the roster up to date).
 
     And every ``_MEMBERS_PERIOD`` s at least, should a change slip past the watch.
     """
@@ -162,6 +163,7 @@ async def _members_loop(e: Elector, first_read: asyncio.Event) -> None:
         e.members_hint.clear()
         await e.refresh_control()
         await e.refresh_members()
+        await e.roster.refresh()
         first_read.set()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(e.members_hint.wait(), _MEMBERS_PERIOD)
@@ -243,6 +245,9 @@ async def _history_reader(e: Elector) -> None:
 
 
 async def _tick_loop(e: Elector) -> None:
-    """Publishes the role at each instant time alone may change it (see ``Elector.tick``)."""
+    """Publishes the role at each instant time alone may change it (see ``Elector.tick``);
+    wakes the members loop when a new master has yet to keep the roster up to date."""
     while True:
+        if e.roster.due():
+            e.members_hint.set()
         await e.clock.sleep(e.tick())

@@ -41,6 +41,7 @@ class Commands(Protocol):
     def switchover(self, to: str | None) -> Awaitable[dict[str, Any]]: ...
     def maintenance(self, enabled: bool) -> Awaitable[dict[str, Any]]: ...
     def pause(self, paused: bool) -> Awaitable[dict[str, Any]]: ...
+    def forget(self, node: str) -> Awaitable[dict[str, Any]]: ...
 
 
 _STRICT = ConfigDict(extra="forbid", strict=True)
@@ -81,6 +82,18 @@ class MaintenanceResult(BaseModel):
 
 class PauseResult(BaseModel):
     paused: bool
+
+
+class ForgetRequest(BaseModel):
+    model_config = _STRICT
+    node: str = Field(
+        pattern=r"^[A-Za-z0-9._-]{1,63}$", description="The missing member to stop listing."
+    )
+
+
+class ForgetResult(BaseModel):
+    node: str
+    forgotten: bool
 
 
 class Refusal(BaseModel):
@@ -125,6 +138,11 @@ def admin_router(commands: Commands) -> APIRouter:
     @router.post("/resume", response_model=PauseResult, summary="Automatic failover again")
     async def resume(request: Request, body: NoArguments | None = None) -> Any:
         return await _forward(request, lambda: commands.pause(False))
+
+    @router.post("/forget", response_model=ForgetResult, summary="Stop listing a missing member")
+    async def forget(body: ForgetRequest, request: Request) -> Any:
+        note(request, args=body.model_dump())
+        return await _forward(request, lambda: commands.forget(body.node))
 
     return router
 

@@ -38,6 +38,7 @@ from app.http.models import (
     HistoryInfo,
     LeaderInfo,
     MemberInfo,
+    MissingInfo,
     RoleInfo,
     TermInfo,
     TransitionInfo,
@@ -151,6 +152,8 @@ def create_api(
         last = snap.last_transition
         return RoleInfo(
             node=snap.node_id,
+            url=snap.advertise_url,
+            started_at=utc(snap.started_at),
             role=role,
             is_master=role is Role.MASTER,
             term=snap.term,
@@ -159,7 +162,9 @@ def create_api(
             else None,
             leader_unknown=snap.leader_unknown,
             lease_remaining_ms=int(snap.lease_remaining(now) * 1000) if snap.holds_key else 0,
-            backend=BackendInfo(name=snap.backend, reachable=snap.store_reachable),
+            backend=BackendInfo(
+                name=snap.backend, reachable=snap.store_reachable, version=snap.store_version
+            ),
             last_transition=TransitionInfo.model_validate(
                 {
                     "at": utc(last.at_wall),
@@ -179,7 +184,9 @@ def create_api(
             ),
         )
 
-    @app.get("/cluster", response_model=ClusterInfo, summary="Members, marking the master")
+    @app.get(
+        "/cluster", response_model=ClusterInfo, summary="Members, marking the master, and missing"
+    )
     async def cluster_info() -> ClusterInfo:
         snap = node.snapshot
         members = [
@@ -197,12 +204,22 @@ def create_api(
             )
             for m in snap.members
         ]
+        missing = [
+            MissingInfo(
+                id=m.node_id,
+                url=m.url,
+                first_seen=utc(m.first_seen),
+                missing_since=utc(m.missing_since) if m.missing_since is not None else None,
+            )
+            for m in snap.missing
+        ]
         return ClusterInfo(
             node=snap.node_id,
             leader=snap.leader_id,
             term=snap.leader_term,
             paused=snap.paused,
             members=members,
+            missing=missing,
         )
 
     @app.get("/history", response_model=HistoryInfo, summary="The cluster's last terms")
@@ -278,4 +295,5 @@ def _term(record: TermRecord) -> TermInfo:
         to=record.to,
         detail=record.detail,
         failover_gap_ms=round(record.gap * 1000) if record.gap is not None else None,
+        failover_gap_max_ms=round(record.gap_max * 1000) if record.gap_max is not None else None,
     )

@@ -22,6 +22,11 @@ class LeaderInfo(BaseModel):
 class BackendInfo(BaseModel):
     name: str = Field(description="local or etcd.")
     reachable: bool = Field(description="Whether the last store call succeeded.")
+    version: str = Field(
+        description="The store server and its version as last read (etcd 3.4.23, "
+        "sqlite 3.40.1); empty before the first read. etcd before 3.4.31, and 3.5 before "
+        "3.5.13, has known lease bugs (etcd #12528, #15247)."
+    )
 
 
 class TransitionInfo(BaseModel):
@@ -41,6 +46,11 @@ class CheckInfo(BaseModel):
 
 class RoleInfo(BaseModel):
     node: str
+    url: str = Field(description="This node's advertise URL.")
+    started_at: datetime = Field(
+        description="When this node's process started, ISO 8601 UTC. With url, it tells "
+        "two processes started with the same node id apart."
+    )
     role: Role
     is_master: bool = Field(description="The same decision /monitor makes at this instant.")
     term: int = Field(description="The leader key's create_revision; 0 when none is known.")
@@ -69,12 +79,26 @@ class MemberInfo(BaseModel):
     check_ok: bool
 
 
+class MissingInfo(BaseModel):
+    id: str
+    url: str = Field(description="Its advertise URL when it was last seen.")
+    first_seen: datetime = Field(description="When a master first listed it, ISO 8601 UTC.")
+    missing_since: datetime | None = Field(
+        description="When the master saw its member record gone (its lease had run out), "
+        "ISO 8601 UTC; null until a master has."
+    )
+
+
 class ClusterInfo(BaseModel):
     node: str = Field(description="The node that answered.")
     leader: str | None
     term: int
     paused: bool = Field(description="The cluster is paused: no automatic failover.")
-    members: list[MemberInfo]
+    members: list[MemberInfo] = Field(description="Every member with a member record: alive.")
+    missing: list[MissingInfo] = Field(
+        description="Members seen before that have no member record now (crashed, stopped, "
+        "cut off from the store), until `vipmon member forget` or --member-forget-after."
+    )
 
 
 class TermInfo(BaseModel):
@@ -93,7 +117,16 @@ class TermInfo(BaseModel):
     detail: str = Field(description="Why, in the words of the node that recorded the end.")
     failover_gap_ms: int | None = Field(
         description="Milliseconds from the previous term's end to this term's first positive "
-        "answer, by the two nodes' clocks; null when either is unrecorded."
+        "answer, by the two nodes' clocks; null when either is unrecorded. After a crash "
+        "(the previous term's lease expired) the end is when this term's master saw the "
+        "key go, so this is the least the outage can have lasted."
+    )
+    failover_gap_max_ms: int | None = Field(
+        description="After a crash, the most the outage can have lasted: from the earliest "
+        "the previous master can have stopped answering positive (the key's deletion as "
+        "seen, less the lease TTL and 0.5 s of expiry slack) to this term's first positive "
+        "answer; the real gap lies between failover_gap_ms and this. Null when the previous "
+        "term ended by a planned release (the gap is exact) or is unrecorded."
     )
 
 

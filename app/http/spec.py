@@ -23,6 +23,9 @@ class _Blank:
     async def pause(self, paused: bool) -> dict[str, Any]:
         raise NotImplementedError
 
+    async def forget(self, node: str) -> dict[str, Any]:
+        raise NotImplementedError
+
 
 def render_spec() -> str:
     """The spec as stable, sorted JSON text, with the /admin routes included."""

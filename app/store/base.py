@@ -23,6 +23,8 @@ Contract, for every method:
   it is the election term.
 * **Values are bytes**; interpreting them is the caller's job, and garbage
   must not make a store method raise.
+* **The server's version** (:attr:`Store.server_version`) is what the backend
+  last learnt in its own calls; reading it does no I/O and never raises.
 """
 
 from __future__ import annotations
@@ -90,6 +92,16 @@ class Store(abc.ABC):
     #: re-read; a backend whose watch cannot hang that way (the embedded store
     #: reads a local file) says True.
     long_watches: bool = False
+
+    @property
+    def server_version(self) -> str:
+        """The store server's name and version as last read (``"etcd 3.4.23"``,
+        ``"sqlite 3.40.1"``), or "" when not known (yet).
+
+        No I/O: a backend learns it in its own calls (etcd reads ``GET /version``
+        before its first call and again after a failed endpoint).
+        """
+        return ""
 
     @abc.abstractmethod
     async def grant(self, ttl: int) -> LeaseGrant:

@@ -160,6 +160,12 @@ class EtcdStore(Store):
             transport=transport,
         )
 
+    @property
+    def server_version(self) -> str:
+        """``"etcd <version>"`` as ``GET /version`` last said, "" before it answered."""
+        version = self._etcd.server_version
+        return f"etcd {version}" if version else ""
+
     async def grant(self, ttl: int) -> LeaseGrant:
         """``/lease/grant``. etcd may raise the TTL (its minimum is about 2 s)."""
         reply = await self._etcd.call("/lease/grant", {"TTL": int(ttl)})

@@ -4,7 +4,10 @@
 object. It owns everything that is not the meaning of a reply:
 
 * the ``httpx.AsyncClient``, created lazily inside the running event loop;
-* the path prefix, picked once from ``GET /version``;
+* the path prefix, picked from ``GET /version``, which is read before the first
+  call and again after an endpoint failed (the next one may run another
+  release); a release with known lease bugs is logged at WARNING, once per
+  version read (:mod:`app.store.etcd_version`);
 * endpoint rotation: on a connect error, a timeout or a 5xx it moves to the
   next endpoint, trying each at most once per call, all within one
   ``timeout`` for the whole call (the next call starts at the endpoint after
@@ -38,6 +41,7 @@ from app.errors import (
     StoreProtocolError,
     StoreUnavailable,
 )
+from app.store.etcd_version import lease_bug_warning
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +230,11 @@ class EtcdClient:
         self._http: httpx.AsyncClient | None = None
         self._current = 0
         self._prefix: str | None = None
+        #: Set when an endpoint failed: read ``/version`` again before the next request.
+        self._version_stale = False
         self._token: str | None = None
+        #: What the last ``GET /version`` said (``"3.4.23"``), "" before the first.
+        self.server_version = ""
 
     # -- public ------------------------------------------------------------
 
@@ -300,6 +308,7 @@ class EtcdClient:
                 failure, where = exc, f"etcd {base}"
                 log.debug("etcd endpoint %s failed: %s", base, exc)
                 self._current = (self._current + 1) % len(self.endpoints)
+                self._version_stale = True
         cause = failure.__cause__ or failure
         if failure.no_leader:
             raise StoreNoLeader(f"etcd has no leader ({tried} endpoint(s) tried)") from cause
@@ -324,8 +333,10 @@ class EtcdClient:
             raise StoreAuthError("etcd rejected a freshly issued token") from exc
 
     async def _ensure_ready(self, base: str) -> None:
-        if self._prefix is None:
+        if self._prefix is None or self._version_stale:
+            # Never back to None: another call may be building its URL right now.
             self._prefix = await self._probe_version(base)
+            self._version_stale = False
         if self._username is not None and self._token is None:
             self._token = await self._authenticate(base)
 
@@ -338,7 +349,20 @@ class EtcdClient:
         version = self._decode(reply.status_code, reply.content, "GET /version").get("etcdserver")
         if not isinstance(version, str):
             raise StoreProtocolError(f"GET {base}/version has no etcdserver field")
-        return path_prefix(version)
+        prefix = path_prefix(version)
+        self._note_version(base, version)
+        return prefix
+
+    def _note_version(self, base: str, version: str) -> None:
+        """Keep the version; log it when it is new: WARNING if it has known lease bugs."""
+        if version == self.server_version:
+            return
+        self.server_version = version
+        warning = lease_bug_warning(version)
+        if warning:
+            log.warning("etcd at %s: %s", base, warning)
+        else:
+            log.info("etcd %s at %s", version, base)
 
     async def _authenticate(self, base: str) -> str:
         body = {"name": self._username, "password": self._password}

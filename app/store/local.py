@@ -383,6 +383,11 @@ class LocalStore(Store):
             else:
                 await wakeups.wait(generation, wait)
 
+    @property
+    def server_version(self) -> str:
+        """``"sqlite <version>"``: the SQLite library this process links."""
+        return f"sqlite {sqlite3.sqlite_version}"
+
     def _watch_wakeups(self) -> Wakeups | None:
         if not self._listened:
             self._listened = True

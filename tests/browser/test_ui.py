@@ -92,6 +92,11 @@ def test_the_page_follows_a_crash_of_the_master_it_was_loaded_from(
         expect(source).to_have_attribute("data-node", re.compile(rf"^({survivors})$"))
         expect(source).to_contain_text(f"{master.node_id}, which served this page, does not answer")
         expect(page.locator("#members tbody tr.master")).to_have_count(1)
+        # The dead master stays listed, missing, and the cluster is not all green.
+        expect(row(page, master)).to_have_attribute("data-missing", "true", timeout=15_000)
+        expect(row(page, master)).to_contain_text("missing since")
+        expect(state).to_have_class("degraded")
+        expect(state).to_contain_text(f", but {master.node_id} is missing")
 
         # The timeline, read from the survivor: the new term on top, holding, with its
         # failover gap; the dead master's term below it, ended by its lease.
@@ -99,7 +104,9 @@ def test_the_page_follows_a_crash_of_the_master_it_was_loaded_from(
         expect(newest).to_have_attribute("data-term", new_term)
         expect(newest).to_have_attribute("data-node", new.node_id)
         expect(newest).to_have_class("holding")
-        expect(newest.locator("td").nth(5)).to_have_text(re.compile(r"^(\d+ ms|\d+\.\d\d s)$"))
+        # A crash's gap is a range, from the key's deletion as seen to the lease's start.
+        span = r"(\d+ ms|\d+\.\d\d s)"
+        expect(newest.locator("td").nth(5)).to_have_text(re.compile(rf"^{span} to {span}$"))
         old = page.locator(f'#timeline tbody tr[data-term="{term}"]')
         expect(old).to_have_attribute("data-node", master.node_id)
         expect(old).to_have_attribute("data-how", "lease expired")
@@ -111,6 +118,18 @@ def test_the_page_follows_a_crash_of_the_master_it_was_loaded_from(
         print(f"screenshot: {after}")
         shutil.copyfile(after, SHOT_FOR_REVIEW)
         assert errors == []
+
+        # Issue 20, finding 10: a page opened after the crash knows the dead member too.
+        fresh = browser.new_page()
+        fresh_errors = policy_errors(fresh)
+        assert fresh.goto(new.url + "/ui").status == 200
+        expect(fresh.locator("#members tbody tr")).to_have_count(3)
+        expect(row(fresh, master)).to_have_attribute("data-missing", "true")
+        expect(row(fresh, master)).to_have_attribute("data-reachable", "false")
+        expect(fresh.locator("#state")).to_have_attribute("data-master", new.node_id)
+        expect(fresh.locator("#state")).to_have_class("degraded")
+        fresh.screenshot(path=tmp_path / "ui-fresh-after-crash.png", full_page=True)
+        assert fresh_errors == []
 
 
 def test_ui_is_refused_outside_allow_cidr_and_served_without_a_token(
@@ -170,6 +189,7 @@ HISTORY = {
             "to": "n3",
             "detail": "asked by an operator",
             "failover_gap_ms": 1534,
+            "failover_gap_max_ms": 4034,
         },
         {
             "term": 4,
@@ -213,7 +233,7 @@ def test_the_timeline_shows_each_term_of_the_history_contract_and_a_404(
                 "2026-12-02 17:59:00.123",
                 "2026-12-02 18:00:05.229",
                 "switchover → n3: asked by an operator",
-                "1.53 s",
+                "1.53 s to 4.03 s",
             ]
         )
         expect(rows.nth(2)).to_have_attribute("data-how", "lease expired")

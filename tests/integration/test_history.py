@@ -8,6 +8,7 @@ the gap before the next; nothing is lost and the story is the same everywhere.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -34,6 +35,10 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[str
 
 def post(node: Node, path: str, body: dict) -> httpx.Response:
     return httpx.post(node.url + path, json=body, headers=AUTH, timeout=60)
+
+
+def ms(iso: str) -> int:
+    return round(datetime.fromisoformat(iso).timestamp() * 1000)
 
 
 def terms(node: Node) -> list[dict]:
@@ -100,9 +105,21 @@ def test_history_tells_each_term_and_how_it_ended(
             assert later["failover_gap_ms"] is not None
             assert later["began"] is not None
         assert all(t["began"] < t["ended"] for t in (crashed, maintained, switched))
+        # After the crash the gap is a range: from the key's deletion as the new master
+        # saw it, back to that less the TTL (3 s) and the 0.5 s of expiry slack, but never
+        # to before the crashed term began.
+        low, high = current["failover_gap_ms"], current["failover_gap_max_ms"]
+        began = {t["term"]: ms(t["began"]) for t in (current, crashed)}
+        seen = began[current["term"]] - low
+        earliest = max(seen - 3500, began[crashed["term"]])
+        assert high is not None and abs(high - (began[current["term"]] - earliest)) <= 1
+        assert low < high
+        assert crashed["failover_gap_max_ms"] is None  # after a planned hand-over: exact
+        assert maintained["failover_gap_max_ms"] is None
 
         assert main(["history", "--url", live[0].url, "--limit", "4"]) == 0
         table = capsys.readouterr().out
         assert f"maintenance to {third.node_id}" in table
         assert f"switchover to {second.node_id}" in table
         assert "lease expired" in table and "holding" in table
+        assert f"{low / 1000:.3f} to {high / 1000:.3f} s" in table

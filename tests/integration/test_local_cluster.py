@@ -1,5 +1,6 @@
 """Three ``vipmon run`` processes on one host sharing the embedded store."""
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,4 +38,8 @@ def test_embedded_default_becomes_master_alone(tmp_path: Path):
     with Cluster(tmp_path, ["--state-dir", str(tmp_path / "state")]) as c:
         node = c.add("solo")
         assert c.wait_master() is node
-        assert node.role()["backend"] == {"name": "local", "reachable": True}
+        assert node.role()["backend"] == {
+            "name": "local",
+            "reachable": True,
+            "version": f"sqlite {sqlite3.sqlite_version}",
+        }

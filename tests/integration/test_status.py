@@ -112,10 +112,12 @@ def test_a_master_just_killed_is_unreachable_never_master(
         code, rows, line = status(capsys, old.url, survivor.url)
         codes.append(code)
         seen.append((rows, line))
-        return code == 0
+        return code != 3
 
     wait_for(new_master, timeout=20, interval=0.05, what="status to show a new master")
-    assert set(codes[:-1]) <= {3}, codes  # no master until the new one, never a split
+    # No master until the new one, never a split; then a master, but the dead one is
+    # still a member (not healthy: exit 5), first UNREACHABLE, then missing.
+    assert set(codes[:-1]) <= {3} and codes[-1] == 5, codes
     for rows, _ in seen:
         assert row_of(rows, old.url)[1] == "UNREACHABLE"
         assert [r for r in rows if r[0] == old.node_id and r[1] == "MASTER"] == []
@@ -124,7 +126,14 @@ def test_a_master_just_killed_is_unreachable_never_master(
     rows, line = seen[-1]
     [master] = [r for r in rows if r[1] == "MASTER"]
     assert master[0] != old.node_id and int(master[2]) > old_term
-    assert line == f"master: {master[0]} (term {master[2]})"
+    assert line.startswith(f"master: {master[0]} (term {master[2]}), but {old.node_id} is ")
+    assert row_of(rows, old.url)[0] == old.node_id  # listed by its id, not as a bare seed
+
+    def missing() -> bool:
+        code, _, line = status(capsys, survivor.url)
+        return code == 5 and f"but {old.node_id} is missing (no member record since " in line
+
+    wait_for(missing, timeout=15, interval=0.1, what="status to call the dead master missing")
 
 
 def test_paused_with_its_master_killed_says_paused(
@@ -223,3 +232,76 @@ def test_watch_redraws_until_sigint_and_exits_with_the_frame_status(tmp_path: Pa
             for stream in (proc.stdout, proc.stderr):
                 if stream is not None:
                     stream.close()
+
+
+def test_two_processes_with_one_node_id_show_as_two_rows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    """Issue 20, finding 12: one row, exit 0, hid a second process with the same --node-id."""
+    args = ["--backend", "local", "--state-dir", str(tmp_path / "state")]
+    with Cluster(tmp_path, args) as c:
+        first = c.add("n1")
+        c.add("n2")
+        assert c.wait_master() is first
+        second = Node("n1", free_port(), list(args), tmp_path / "n1-second.log")
+        c.nodes.append(second)  # stopped with the others, by PID
+        second.start()
+        wait_for(lambda: second.role()["eligible"] is False, timeout=10, what="id in use")
+        code, rows, line = status(capsys, first.url, second.url)
+    assert code == 5, (rows, line)
+    assert sorted(r[8] for r in rows if r[0] == "n1") == sorted([first.url, second.url])
+    assert line.startswith("master: n1 (term ") and "node id n1 answers from 2 processes" in line
+
+
+def test_a_crashed_member_stays_listed_as_missing_until_forgotten(
+    cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    """Issue 20, finding 10: a crashed node vanished from status about a TTL after the
+    crash (its member record went with its lease), and status exited 0."""
+    master = cluster.wait_master()
+    gone = next(n for n in cluster.nodes if n is not master)
+    gone.kill()
+    wait_for(
+        lambda: all(
+            [m["id"] for m in n.get("/cluster").json()["members"]]
+            == sorted(x.node_id for x in cluster.nodes if x is not gone)
+            for n in cluster.nodes
+            if n.alive()
+        ),
+        timeout=15,
+        what="the dead member's record to expire everywhere",
+    )
+
+    def listed_missing(node: Node) -> bool:
+        missing = node.get("/cluster").json().get("missing", [])
+        return [(m["id"], m["url"]) for m in missing] == [(gone.node_id, gone.url)] and all(
+            m["missing_since"] for m in missing
+        )
+
+    wait_for(lambda: listed_missing(master), timeout=15, what="the master to mark it missing")
+    code, rows, line = status(capsys, master.url)
+    assert code == 5, (rows, line)
+    [row] = [r for r in rows if r[0] == gone.node_id]
+    assert row[1] == "UNREACHABLE" and row[8] == gone.url
+    assert "missing since" in " ".join(row[9:])
+    assert line.startswith(f"master: {master.node_id} (term ")
+    assert f"but {gone.node_id} is missing" in line
+
+    # A node started after the crash knows about it too.
+    late = cluster.add("n4")
+    wait_for(lambda: listed_missing(late), timeout=15, what="a new node to list it missing")
+
+    # Forgetting a live member is refused; forgetting the dead one ends it.
+    token = tmp_path / "token"
+    token.write_text(TOKEN)
+    alive = ["member", "forget", master.node_id, "--url", master.url, "--token-file", str(token)]
+    assert main(alive) == 1
+    assert "is alive" in capsys.readouterr().err
+    admin(tmp_path, "member", "forget", gone.node_id, "--url", late.url)
+    wait_for(
+        lambda: all(n.get("/cluster").json()["missing"] == [] for n in cluster.nodes if n.alive()),
+        timeout=15,
+        what="every node to forget it",
+    )
+    code, rows, line = status(capsys, master.url)
+    assert code == 0 and gone.node_id not in [r[0] for r in rows], (rows, line)

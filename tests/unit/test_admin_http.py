@@ -41,6 +41,9 @@ class Fake:
     async def pause(self, paused):
         return await self._do("pause", paused, {"paused": paused})
 
+    async def forget(self, node):
+        return await self._do("forget", node, {"node": node, "forgotten": True})
+
 
 def client(fake: Fake, token: str | None = TOKEN, networks=()) -> AsgiClient:
     app = create_app(
@@ -59,7 +62,8 @@ def bearer(token: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize(
-    "path", ["/admin/switchover", "/admin/maintenance", "/admin/pause", "/admin/resume"]
+    "path",
+    ["/admin/switchover", "/admin/maintenance", "/admin/pause", "/admin/resume", "/admin/forget"],
 )
 def test_no_token_is_401_and_wrong_token_is_403(path):
     fake = Fake()
@@ -95,6 +99,23 @@ def test_right_token_runs_the_command():
         ("maintenance", True),
         ("pause", True),
         ("pause", False),
+    ]
+
+
+def test_forget_runs_the_command_maps_a_refusal_to_409_and_is_audited(caplog):
+    fake = Fake()
+    c = client(fake)
+    caplog.set_level(logging.INFO, logger="vipmon.audit")
+    r = c.post("/admin/forget", json={"node": "n3"}, headers=bearer(TOKEN))
+    assert (r.status_code, r.json()) == (200, {"node": "n3", "forgotten": True})
+    fake.fail = Conflict("n2 is alive (it has a member record): stop it first")
+    r = c.post("/admin/forget", json={"node": "n2"}, headers=bearer(TOKEN))
+    assert (r.status_code, r.json()["detail"]) == (409, str(fake.fail))
+    assert fake.calls == [("forget", "n3"), ("forget", "n2")]
+    lines = [r for r in caplog.records if r.name == "vipmon.audit"]
+    assert [(r.action, r.status, r.arguments) for r in lines] == [
+        ("forget", 200, {"node": "n3"}),
+        ("forget", 409, {"node": "n2"}),
     ]
 
 
@@ -135,6 +156,10 @@ def test_malformed_body_is_422_json():
         ("/admin/maintenance", {"enabled": True, "node": "n2"}, "node"),
         ("/admin/pause", {"paused": False}, "paused"),  # /pause takes no arguments
         ("/admin/resume", {"now": True}, "now"),
+        ("/admin/forget", {}, "node"),
+        ("/admin/forget", {"node": "n3 and n4"}, "node"),
+        ("/admin/forget", {"node": ["n3"]}, "node"),
+        ("/admin/forget", {"node": "n3", "force": True}, "force"),
     ],
 )
 def test_unknown_keys_and_wrong_types_are_422_naming_the_field(path, body, field):

@@ -11,9 +11,10 @@ import httpx
 import pytest
 
 from app.cli import main
-from app.status import UNREACHABLE, build_report, gather, render
+from app.status import build_report, gather, render
+from app.status_views import UNREACHABLE
 
-H1, H2, H3 = "http://h1:8700", "http://h2:8700", "http://h3:8700"
+H1, H2, H3, H4 = "http://h1:8700", "http://h2:8700", "http://h3:8700", "http://h4:8700"
 URLS = {"n1": H1, "n2": H2, "n3": H3}
 
 
@@ -22,15 +23,19 @@ def role(node: str, token: str = "STANDBY", term: int = 9, **over: Any) -> dict[
     leader = over.pop("leader", "n2")
     store_ok = over.pop("store_ok", True)
     backend = over.pop("backend", "etcd")
+    store_version = over.pop("store_version", None)
     body: dict[str, Any] = {
         "node": node,
+        "url": URLS.get(node, ""),
+        "started_at": "2026-12-02T12:00:00Z",
         "role": token,
         "is_master": token == "MASTER",
         "term": term,
         "leader": {"id": leader, "url": URLS.get(leader, "")} if leader else None,
         "leader_unknown": False,
         "lease_remaining_ms": 1400 if token == "MASTER" else 0,
-        "backend": {"name": backend, "reachable": store_ok},
+        "backend": {"name": backend, "reachable": store_ok}
+        | ({"version": store_version} if store_version is not None else {}),
         "last_transition": None,
         "priority": 100,
         "eligible": True,
@@ -242,7 +247,47 @@ def test_a_bad_role_answer_is_unreachable_not_a_crash():
     views = {v.node: v for v in r.views}
     assert views["n1"].role == UNREACHABLE and "'BOSS'" in views["n1"].error
     assert views["n3"].role == "STANDBY"  # the id /cluster lists, every other field defaulted
-    assert r.verdict.code == 0
+    assert r.verdict.code == 5 and r.verdict.line.endswith(", but n1 is UNREACHABLE")
+
+
+def test_two_processes_with_one_node_id_are_two_rows_and_not_a_healthy_cluster():
+    """Issue 20, finding 12: status folded them into one row and exited 0."""
+    second = role("n1", url=H4, started_at="2026-12-02T12:05:00Z", eligible=False)
+    roles = {H1: role("n1"), H2: role("n2", "MASTER"), H3: role("n3"), H4: second}
+    r = report(roles, seeds=(H1, H4))
+    assert sorted(v.url for v in r.views if v.node == "n1") == [H1, H4]
+    assert r.verdict.code == 5
+    assert r.verdict.line == (
+        f"master: n2 (term 9), but node id n1 answers from 2 processes ({H1}, {H4}): "
+        "give each node its own --node-id"
+    )
+    table = render(r).split("\n\n")[0].splitlines()[1:]
+    n1 = [line for line in table if line.split()[0] == "n1"]
+    assert len(n1) == 2 and all("node id n1 also answers at" in line for line in n1)
+
+
+def test_one_process_reached_at_two_urls_is_one_row_even_without_a_listed_url():
+    """A seed through another address and the advertise URL: the same url and start."""
+    seed = "http://127.0.0.1:9999"
+    roles = {H1: role("n1"), H2: role("n2", "MASTER"), H3: role("n3"), seed: role("n1")}
+    r = report(roles, seeds=(seed, H1))
+    assert [v.node for v in r.views] == ["n1", "n2", "n3"] and r.verdict.code == 0
+
+
+def test_a_restarted_process_behind_the_same_url_is_another_process():
+    seed = "http://127.0.0.1:9999"
+    roles = {H1: role("n1"), H2: role("n2", "MASTER"), H3: role("n3")}
+    roles[seed] = role("n1", started_at="2026-12-02T13:00:00Z")
+    r = report(roles, seeds=(H1, seed))
+    assert len([v for v in r.views if v.node == "n1"]) == 2 and r.verdict.code == 5
+
+
+def test_an_older_node_without_its_url_in_role_is_folded_by_id_as_before():
+    seed = "http://127.0.0.1:9999"
+    old = {k: v for k, v in role("n1").items() if k not in ("url", "started_at")}
+    roles = {H1: old, H2: role("n2", "MASTER"), H3: role("n3"), seed: old}
+    r = report(roles, seeds=(seed, H1))
+    assert [v.node for v in r.views] == ["n1", "n2", "n3"] and r.verdict.code == 0
 
 
 # -- gathering, against an in-process transport ---------------------------------------
@@ -284,7 +329,7 @@ def test_gather_asks_every_member_and_a_hung_one_is_unreachable():
         timeout=0.2,
     )
     views = {v.node: v for v in r.views}
-    assert r.verdict.code == 0
+    assert r.verdict.code == 5 and r.verdict.line == "master: n2 (term 9), but n3 is UNREACHABLE"
     assert views["n3"].role == UNREACHABLE and views["n3"].error == "no answer within 0.2 s"
 
 
@@ -359,3 +404,41 @@ def test_status_refuses_a_second_url_with_a_path(capsys: pytest.CaptureFixture[s
     assert code == 2
     [line] = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("vipmon: invalid setting 'url': 'http://h:2/monitor' has a path")
+
+
+def test_the_store_version_is_shown_and_one_with_lease_bugs_is_warned_about():
+    old = "etcd 3.4.23"
+    r = report(
+        {
+            H1: role("n1", store_version=old),
+            H2: role("n2", "MASTER", store_version=old),
+            H3: role("n3", store_version=old),
+        }
+    )
+    assert r.verdict.code == 0
+    lines = render(r).splitlines()
+    at = lines.index("master: n2 (term 9)")
+    assert lines[at + 1] == "store: etcd 3.4.23"
+    assert lines[at + 2].startswith("warning: etcd 3.4.23 has the stale-leader lease bugs ")
+    assert "#12528" in lines[at + 2] and "3.4.31" in lines[at + 2] and "3.5.13" in lines[at + 2]
+
+
+def test_store_versions_that_differ_are_named_per_node_and_a_fixed_one_is_not_warned():
+    r = report(
+        {
+            H1: role("n1", store_version="etcd 3.5.13"),
+            H2: role("n2", "MASTER", store_version="etcd 3.5.13"),
+            H3: role("n3"),  # an older node: no version in its /role
+        }
+    )
+    text = render(r)
+    assert "store: etcd 3.5.13 (n1, n2)" in text.splitlines()
+    assert "warning" not in text
+
+
+def test_a_listed_member_that_does_not_answer_is_not_a_healthy_cluster():
+    """A dead seed is not a member (exit 0 above); a member that does not answer is."""
+    roles = {H1: role("n1"), H2: role("n2", "MASTER"), H3: "cannot connect: connection refused"}
+    r = report(roles)
+    assert r.verdict.code == 5
+    assert r.verdict.line == "master: n2 (term 9), but n3 is UNREACHABLE"

@@ -313,3 +313,32 @@ def test_a_lost_lease_is_a_warning_that_names_the_term(caplog):
     assert lost.levelname == "WARNING"
     assert f"while holding the leader key (term {term})" in lost.getMessage()
     assert not master.snapshot.is_master(w.clock.now())
+
+
+def test_the_snapshot_carries_the_store_server_version():
+    class VersionedStore(MemoryStore):
+        version = ""
+
+        @property
+        def server_version(self) -> str:
+            return self.version
+
+    clock = FakeClock()
+    store = VersionedStore(MemoryData(clock))
+    e = Elector(load_settings({"node_id": "n1"}, env={}), store, clock)
+    run(e.ensure_lease())
+    assert e.snapshot.store_version == ""
+    store.version = "etcd 3.4.23"
+    run(e.renew())
+    assert e.snapshot.store_version == "etcd 3.4.23"
+
+
+def test_the_local_store_names_its_sqlite_version_without_io(tmp_path):
+    import sqlite3
+
+    from app.store.local import LocalStore
+
+    store = LocalStore(tmp_path / "never-opened.sqlite", timeout=1.0)
+    assert store.server_version == f"sqlite {sqlite3.sqlite_version}"
+    assert not (tmp_path / "never-opened.sqlite").exists()
+    assert MemoryStore(MemoryData(FakeClock())).server_version == ""

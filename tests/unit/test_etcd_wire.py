@@ -33,6 +33,7 @@ from app.errors import (
 )
 from app.store.base import EventKind, KeyValue, WatchEvent
 from app.store.etcd import EtcdStore, prefix_range_end
+from app.store.etcd_version import lease_bug_warning
 
 A, B = "http://a.test:2379", "http://b.test:2379"
 HEADER = {"cluster_id": "1", "member_id": "2", "revision": "17", "raft_term": "3"}
@@ -703,3 +704,121 @@ def test_refused_credentials_name_the_endpoint_and_the_user() -> None:
         f"etcd {A}: refused the credentials of user 'vipmon': "
         "authentication failed, invalid user ID or password"
     )
+
+
+# -- the server's version and its known lease bugs ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("version", "affected"),
+    [
+        ("3.2.32", True),
+        ("3.3.27", True),
+        ("3.4.23", True),
+        ("3.4.30", True),
+        ("3.4.31", False),
+        ("3.4.34", False),
+        ("3.5.0", True),
+        ("3.5.12", True),
+        ("3.5.13", False),
+        ("3.5.17", False),
+        ("3.6.0", False),
+        ("3.6.0-rc.1", False),
+        ("4.0.0", False),
+        ("3.5.0-alpha.0", True),
+    ],
+)
+def test_which_etcd_versions_have_the_stale_leader_lease_bugs(version: str, affected: bool) -> None:
+    warning = lease_bug_warning(version)
+    assert bool(warning) is affected
+    if affected:
+        assert version in warning and "#12528" in warning and "#15247" in warning
+        assert "3.4.31" in warning and "3.5.13" in warning
+
+
+@pytest.mark.parametrize("version", ["", "three", "3", "3.x.1", "v3.4.23"])
+def test_a_version_that_cannot_be_read_is_said_so_not_called_safe(version: str) -> None:
+    assert "cannot tell" in lease_bug_warning(version)
+
+
+def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+
+def test_an_affected_version_is_warned_once_and_shown_as_the_server_version(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    gw = Gateway({"/v3/kv/range": reply({"header": HEADER})}, version="3.4.23")
+    store = gw.store()
+    assert store.server_version == ""  # nothing read yet, and reading it does no I/O
+
+    async def three(s: EtcdStore) -> str:
+        for _ in range(3):
+            await s.get("/k")
+        return s.server_version
+
+    with caplog.at_level(logging.INFO, logger="app.store.etcd_client"):
+        assert run(store, three) == "etcd 3.4.23"
+    [line] = warnings_of(caplog)
+    assert "3.4.23" in line and "#12528" in line and "#15247" in line
+    assert "3.4.31" in line and "3.5.13" in line
+
+
+@pytest.mark.parametrize("version", ["3.4.31", "3.5.13", "3.6.1"])
+def test_a_fixed_version_is_logged_at_info_without_a_warning(
+    version: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    gw = Gateway({"/v3/kv/range": reply({"header": HEADER})}, version=version)
+    with caplog.at_level(logging.INFO, logger="app.store.etcd_client"):
+        run(gw.store(), lambda s: s.get("/k"))
+    assert warnings_of(caplog) == []
+    assert any(version in r.getMessage() for r in caplog.records if r.levelno == logging.INFO)
+
+
+def test_the_version_is_read_again_after_a_failover_and_a_downgrade_is_warned(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """On reconnect (the next endpoint after a failure) /version is read again."""
+    versions = {"a.test": "3.5.13", "b.test": "3.4.23"}
+    failing = {"a.test"}
+
+    def version(request: httpx.Request) -> httpx.Response:
+        return reply({"etcdserver": versions[request.url.host], "etcdcluster": "3.4.0"})
+
+    def by_host(request: httpx.Request) -> httpx.Response:
+        if request.url.host in failing:
+            failing.discard(request.url.host)
+            return reply({"error": "etcdserver: request timed out", "code": 14}, 503)
+        return reply({"header": HEADER})
+
+    gw = Gateway({"/version": version, "/v3/kv/range": by_host})
+    store = gw.store((A, B))
+
+    async def calls(s: EtcdStore) -> list[str]:
+        seen = []
+        await s.get("/k")  # a: /version, then the range fails; b: /version, range
+        seen.append(s.server_version)
+        await s.get("/k")
+        seen.append(s.server_version)
+        return seen
+
+    failing.clear()
+    with caplog.at_level(logging.INFO, logger="app.store.etcd_client"):
+        assert run(store, lambda s: s.get("/k")) == (None, 17)
+    assert store.server_version == "etcd 3.5.13" and warnings_of(caplog) == []
+
+    caplog.clear()
+    gw.sent.clear()
+    failing.add("a.test")
+    store = gw.store((A, B))
+    with caplog.at_level(logging.INFO, logger="app.store.etcd_client"):
+        assert run(store, calls) == ["etcd 3.4.23", "etcd 3.4.23"]
+    assert [(s.host, s.path) for s in gw.sent] == [
+        ("a.test", "/version"),
+        ("a.test", "/v3/kv/range"),
+        ("b.test", "/version"),
+        ("b.test", "/v3/kv/range"),
+        ("b.test", "/v3/kv/range"),
+    ]
+    [line] = warnings_of(caplog)
+    assert "3.4.23" in line and "b.test" in line

@@ -7,6 +7,7 @@ from dataclasses import replace
 from app.clock import FakeClock
 from app.election.elector import Elector
 from app.election.history import (
+    EXPIRY_SLACK,
     HISTORY_MAX,
     LEASE_EXPIRED,
     LEASE_LOST,
@@ -195,6 +196,91 @@ def test_a_crashed_master_s_term_is_recorded_by_the_next_master_as_lease_expired
     assert w.data.keys[end_key("vipmon", term)].value == encode_end(end)
 
 
+def crash(w: World, old: Elector, new: Elector) -> float:
+    """The master renews once more and dies; the standby runs until it holds the role.
+
+    Returns the wall time of the dead master's last renewal: it answered positive
+    until then at least, so the real outage began no earlier.
+    """
+    run(old.renew())
+    died = w.wall[0]
+    for _ in range(200):
+        w.advance(0.1)
+        run(new.renew())
+        run(new.verify_hold())
+        if new.sees_key_free:
+            break
+    assert new.sees_key_free
+    run(new.learn_how_it_ended())
+    run(new.campaign())
+    assert new.role() is Role.MASTER
+    flush(new)
+    return died
+
+
+def test_a_crash_gap_is_a_range_whose_upper_end_bounds_the_real_outage():
+    """Issue 20, finding 13: the gap after a crash was 'began - seen deletion' alone,
+    milliseconds, where the cluster had no master for about the TTL."""
+    w = World()
+    old, new = w.first_master()
+    flush(old)
+    term = old.term
+    died = crash(w, old, new)
+    end = new.history.ends[term]
+    assert end.how == LEASE_EXPIRED and end.ended_earliest is not None
+    assert end.ended_earliest == end.ended - 5 - EXPIRY_SLACK  # TTL 5 s in this world
+    record = new.snapshot.history[0]
+    assert record.term == new.term and record.began is not None
+    real = record.began - died
+    assert record.gap is not None and record.gap_max is not None
+    assert record.gap <= real <= record.gap_max
+    assert record.gap_max - record.gap == 5 + EXPIRY_SLACK
+
+
+def test_a_crash_the_successor_did_not_see_is_bounded_by_the_term_s_start():
+    """A node that never saw the old term's key (it started after the crash) cannot
+    place the expiry: the old master cannot have stopped before its term began."""
+    w = World()
+    old, _ = w.first_master()
+    flush(old)
+    term, began = old.term, old.history.begins[old.term].began
+    w.advance(60.0)
+    w.data.drop_lease(old.lease_id)  # the crash, long ago as the newcomer sees it
+    late = w.node("n3")
+    assert run(late.load_history()) and run(late.ensure_lease())
+    assert run(late.verify_hold()) and late.sees_key_free
+    run(late.campaign())
+    flush(late)
+    end = late.history.ends[term]
+    assert end.how == LEASE_EXPIRED and end.ended_earliest == began
+    assert late.snapshot.history[0].gap_max == late.snapshot.history[0].began - began
+
+
+def test_a_planned_release_has_an_exact_gap_and_no_range():
+    w = World()
+    old, new = w.first_master()
+    flush(old)
+    term = old.term
+    run_virtual(w.clock, old.handover.release("switchover to n2", Ending(SWITCHOVER, "n2")))
+    run(new.verify_hold())
+    run(new.learn_how_it_ended())
+    run(new.campaign())
+    flush(new)
+    assert new.history.ends[term].ended_earliest is None
+    newest = new.snapshot.history[0]
+    assert newest.gap is not None and newest.gap_max is None
+
+
+def test_an_end_record_s_earliest_end_round_trips_and_garbage_there_is_left_out():
+    end = TermEnd(7, "n1", "u", 130.0, LEASE_EXPIRED, None, "", "n2", ended_earliest=127.5)
+    assert decode_end(encode_end(end)) == end
+    old = TermEnd(7, "n1", "u", 130.0, LEASE_EXPIRED, None, "", "n2")
+    assert b"ended_earliest" not in encode_end(old) and decode_end(encode_end(old)) == old
+    for bad in (b"1e400", b"-1", b"true", b'"x"', b"131.0"):  # after "ended" is garbage too
+        raw = encode_end(end).replace(b"127.5", bad)
+        assert decode_end(raw) == old, bad
+
+
 def test_a_master_that_loses_its_lease_records_lease_lost_itself():
     w = World()
     old, _ = w.first_master()
@@ -248,8 +334,36 @@ def test_history_route_is_newest_first_limited_and_refuses_a_bad_limit():
     assert body["node"] == "n1"
     assert [t["term"] for t in body["terms"]] == [3, 2]
     assert body["terms"][0]["ended"] is None and body["terms"][0]["failover_gap_ms"] == 500
+    assert body["terms"][0]["failover_gap_max_ms"] is None
     assert body["terms"][1]["how"] == "resigned" and body["terms"][1]["ended"].endswith("Z")
     assert len(client.get("/history").json()["terms"]) == 3
     bad = client.get("/history?limit=0")
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "limit"]
     assert Snapshot("n1", "local").history == ()
+
+
+def test_history_route_gives_a_crash_gap_as_a_range():
+    crashed = TermRecord(8, "n2", "http://n2", NOW, None, None, None, "", 0.005, 2.505)
+    client = AsgiClient(
+        create_app(Holder(replace(MASTER, history=(crashed,))), FakeClock(NOW), live_window=3.0)
+    )
+    [term] = client.get("/history").json()["terms"]
+    assert (term["failover_gap_ms"], term["failover_gap_max_ms"]) == (5, 2505)
+
+
+def test_vipmon_history_prints_a_crash_gap_as_a_range():
+    from app.timeline import format_history
+
+    term = {"term": 8, "node": "n2", "began": "2026-12-02T18:23:13.663000Z", "ended": None}
+    text = format_history(
+        {
+            "node": "n2",
+            "terms": [
+                {**term, "failover_gap_ms": 5, "failover_gap_max_ms": 2505},
+                {**term, "term": 3, "failover_gap_ms": 21, "failover_gap_max_ms": None},
+            ],
+        }
+    )
+    rows = {line.split()[0]: line for line in text.splitlines()[1:3]}
+    assert rows["8"].endswith("0.005 to 2.505 s")
+    assert rows["3"].endswith("0.021 s")

@@ -129,17 +129,31 @@ def test_role_json(clock):
     c, _ = client_for(MASTER, clock)
     body = c.get("/role").json()
     assert body["node"] == "n1"
+    assert body["url"] == "" and body["started_at"] == "1970-01-01T00:00:00Z"
     assert body["role"] == "MASTER" and body["is_master"] is True
     assert body["term"] == 42
     assert body["leader"] == {"id": "n1", "url": "http://n1:8700"}
     assert body["lease_remaining_ms"] == 1000
-    assert body["backend"] == {"name": "etcd", "reachable": True}
+    assert body["backend"] == {"name": "etcd", "reachable": True, "version": ""}
     assert body["last_transition"]["from"] == "STANDBY"
     assert body["last_transition"]["to"] == "MASTER"
     assert body["last_transition"]["reason"] == "acquired the leader key"
     # ISO 8601 in UTC, as every time in a JSON answer
     at = datetime.fromisoformat(body["last_transition"]["at"])
     assert at == datetime.fromtimestamp(1_780_000_000.25, UTC) and at.utcoffset() == timedelta(0)
+
+
+def test_role_names_this_process_by_its_url_and_start(clock):
+    snap = replace(MASTER, advertise_url="http://n1:8700", started_at=1_780_000_000.5)
+    c, _ = client_for(snap, clock)
+    body = c.get("/role").json()
+    assert (body["url"], body["started_at"]) == ("http://n1:8700", "2026-05-28T20:26:40.500000Z")
+
+
+def test_role_names_the_store_server_version(clock):
+    c, _ = client_for(replace(MASTER, store_version="etcd 3.4.23"), clock)
+    backend = c.get("/role").json()["backend"]
+    assert backend == {"name": "etcd", "reachable": True, "version": "etcd 3.4.23"}
 
 
 def test_cluster_marks_the_master(clock):
