@@ -45,7 +45,13 @@ import math
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from app.election.control import Switchover, pick_target, switchover_key
+from app.election.control import (
+    Switchover,
+    can_lead,
+    decode_control,
+    pick_target,
+    switchover_key,
+)
 from app.election.history import (
     CHECK_FAILING,
     FAILBACK,
@@ -54,9 +60,10 @@ from app.election.history import (
     SWITCHOVER,
     Ending,
 )
-from app.election.records import decode_leader
+from app.election.records import decode_leader, decode_member, member_key
 from app.errors import StoreError, SwitchoverFailed
 from app.role import Member
+from app.store.base import KeyValue
 
 if TYPE_CHECKING:
     from app.election.elector import Elector
@@ -159,6 +166,8 @@ class Handover:
         e.request_stop()
         if e.holds_key:
             await self.release("shutting down", Ending(RESIGNED))
+        else:  # a master is never a switchover's target
+            await self._drop_record_naming_me()
         lease_id = e.lease_id
         if lease_id is not None:
             try:
@@ -167,6 +176,22 @@ class Handover:
                 log.warning("lease revoke failed, it will expire instead: %s", exc)
             e.lose_lease("resigned")
         e.publish("resigned")
+
+    async def _drop_record_naming_me(self) -> None:
+        """A stopping node deletes a switchover record that names it as the target, guarded
+        by that record's revision: it will never take the role, and the record blocks
+        every other node. Best effort: the requester also gives up once our member
+        record is gone."""
+        e = self.e
+        key = switchover_key(e.settings.cluster)
+        try:
+            kv, _ = await e.store.get(key)
+            record = decode_control(e.settings.cluster, [kv]).switchover if kv else None
+            if record is not None and record.to_id == e.me.node_id:
+                await e.store.resign(key, record.create_revision)
+                log.info("withdrew the switchover to this node (%s): stopping", e.me.node_id)
+        except StoreError as exc:
+            log.debug("could not withdraw a switchover naming this node: %s", exc)
 
     # -- switchover ----------------------------------------------------------
 
@@ -206,9 +231,17 @@ class Handover:
     async def _wait_for_target(
         self, record: Switchover, started: float, waiting_from: float
     ) -> tuple[int, float]:
-        """Read, then watch, the leader key until the target holds a newer term."""
+        """Read, then watch, the cluster's keys until the target holds a newer term.
+
+        The record blocks every other node, so a target that cannot take the
+        role must not keep it for ``switchover_timeout``: the wait ends (and
+        the caller withdraws the record) as soon as the target's member record
+        is gone (it stopped, or crashed and its lease ran out) or says it
+        cannot lead.
+        """
         e = self.e
         deadline = waiting_from + e.settings.switchover_timeout
+        target_key = member_key(e.settings.cluster, record.to_id)
         while (left := deadline - e.clock.now()) > 0:
             try:
                 kv, revision = await e.store.get(e.key)
@@ -220,7 +253,11 @@ class Handover:
                     and kv.create_revision > record.term
                 ):
                     return kv.create_revision, e.clock.now() - started
-                if not await e.store.watch(e.key, revision + 1, min(left, 1.0)):
+                target, _ = await e.store.get(target_key)
+                why = _cannot_take_over(target)
+                if why is not None:
+                    raise SwitchoverFailed(f"{record.to_id} {why}; the switchover was withdrawn")
+                if not await e.store.watch(e.watch_prefix, revision + 1, min(left, 1.0), True):
                     await e.clock.sleep(min(_POLL, left))
             except StoreError as exc:
                 log.debug("switchover to %s: reading the leader key failed: %s", record.to_id, exc)
@@ -320,3 +357,15 @@ class Handover:
             await e.store.resign(switchover_key(e.settings.cluster), record.create_revision)
         except StoreError as exc:
             e.store_failed("clear switchover", exc)
+
+
+def _cannot_take_over(target: KeyValue | None) -> str | None:
+    """Why the switchover's target, by its member record, cannot take the role; None if it can."""
+    if target is None:
+        return "is gone (no member record: it stopped, or crashed and its lease ran out)"
+    member = decode_member(target.value)
+    if member is None:
+        return "has a member record that is not a vipmon record"
+    if not can_lead(member):
+        return "is no longer eligible (by its member record)"
+    return None

@@ -41,6 +41,8 @@ class MemoryData:
         self.keys: dict[str, KeyValue] = {}
         self.leases: dict[int, _Lease] = {}
         self.history: list[WatchEvent] = []
+        #: Whether delete events carry the old value (see :meth:`delete`).
+        self.prev_kv = True
 
     def sweep(self) -> None:
         now = self.clock.now()
@@ -52,12 +54,13 @@ class MemoryData:
         for key in [k for k, kv in self.keys.items() if kv.lease == lease_id]:
             self.delete(key)
 
-    def delete(self, key: str, prev_kv: bool = True) -> None:
-        """Delete ``key``. Without ``prev_kv`` its event carries no old value, as etcd's
-        does when the previous revision was compacted (``create_revision`` 0)."""
+    def delete(self, key: str, prev_kv: bool | None = None) -> None:
+        """Delete ``key``. Without ``prev_kv`` (by default :attr:`prev_kv`) its event
+        carries no old value, as etcd's does when the previous revision was compacted
+        (``create_revision`` 0)."""
         old = self.keys.pop(key)
         self.revision += 1
-        if not prev_kv:
+        if not (self.prev_kv if prev_kv is None else prev_kv):
             old = KeyValue(key, b"", 0, self.revision)
         self.history.append(WatchEvent(EventKind.DELETE, old, self.revision))
 
@@ -155,9 +158,10 @@ class MemoryStore(Store):
         self._enter("get")
         return self.data.keys.get(key), self.data.revision
 
-    async def get_prefix(self, prefix: str) -> list[KeyValue]:
+    async def get_prefix(self, prefix: str) -> tuple[list[KeyValue], int]:
         self._enter("get_prefix")
-        return [kv for k, kv in sorted(self.data.keys.items()) if k.startswith(prefix)]
+        kvs = [kv for k, kv in sorted(self.data.keys.items()) if k.startswith(prefix)]
+        return kvs, self.data.revision
 
     async def watch(
         self, key: str, start_revision: int, timeout: float, prefix: bool = False

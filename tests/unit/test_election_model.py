@@ -64,9 +64,15 @@ from hypothesis.stateful import (
 )
 
 from app.clock import FakeClock
-from app.election.control import Switchover, control_prefix, maintenance_key, pick_target
+from app.election.control import (
+    Switchover,
+    control_prefix,
+    decode_control,
+    maintenance_key,
+    pick_target,
+)
 from app.election.elector import Elector
-from app.election.records import decode_leader, leader_key
+from app.election.records import cluster_prefix, decode_leader, leader_key
 from app.errors import StoreError, StoreUnavailable, SwitchoverFailed
 from app.role import Role, Transition
 from app.settings import load_settings
@@ -269,6 +275,22 @@ AFTER = ("round", "nothing", "sweep")
 CONTROL_KEYS = ("pause", "switchover", "maintenance/n1")
 #: What a switchover may end with besides a new term: it is the admin's answer.
 SWITCHOVER_OUTCOMES = (StoreError, SwitchoverFailed)
+SWITCHOVER_KEY = control_prefix("vipmon") + "switchover"
+#: Keys (under /vipmon/vipmon/) that the garbage rule writes, and what it writes there.
+GARBAGE_KEYS = (
+    "members/zz",
+    "members/n2",
+    "control/maintenance/zz",
+    "history/00000000000000000001/begin",
+    "history/00000000000000000001/end",
+    "roster/zz",
+)
+GARBAGE_VALUES = (
+    b"[" * 2000,
+    b"\xff\xfe",
+    b'{"id": "n2", "url": "http://n2", "started_at": 1e20}',
+    b'{"term": 1, "id": "n1", "url": "", "began": NaN}',
+)
 
 
 @dataclass
@@ -696,7 +718,9 @@ class ElectionModel(RuleBasedStateMachine):
         """SIGTERM: stop, every loop but the lease loop is cancelled, then the node
         releases (drain, settle, delete) as a task that sleeps on the clock while
         its lease loop and the other nodes go on; then it resigns (revoke)."""
-        node = self.pick(data)
+        self.stop(self.pick(data), hold)
+
+    def stop(self, node: NodeSim, hold: Hold) -> None:
         node.stopped = node.lease_only = True
         node.elector.request_stop()
         lease = node.tasks.pop("lease", None)
@@ -723,6 +747,36 @@ class ElectionModel(RuleBasedStateMachine):
         holder = decode_leader(leader.value) if leader else None
         record = Switchover(holder.node_id if holder else "n1", to, term)
         data.put(key, record.encode() if name == "switchover" else b"{}", 0)
+
+
+    @rule()
+    def compaction(self) -> None:
+        """The store's old revisions are compacted (or no longer): from now on a delete's
+        event carries no old value (``create_revision`` 0), as etcd sends it then."""
+        self.world.data.prev_kv = not self.world.data.prev_kv
+        event(f"deletes with prev_kv: {self.world.data.prev_kv}")
+
+    @precondition(
+        lambda self: SWITCHOVER_KEY in self.world.data.keys and running(None)(self)
+    )
+    @rule(data=st.data(), crash=st.booleans(), hold=HOLDS)
+    def target_stops(self, data: st.DataObject, crash: bool, hold: Hold) -> None:
+        """The node a switchover record names stops (SIGTERM) or crashes, mid-switchover."""
+        record = decode_control("vipmon", [self.world.data.keys[SWITCHOVER_KEY]]).switchover
+        node = self.world.nodes.get(record.to_id) if record is not None else None
+        if node is None or node.stopped:
+            return
+        event(f"switchover target {'crashes' if crash else 'stops'}")
+        if crash:
+            self.restart(node.elector.settings.node_id)
+        else:
+            self.stop(node, hold)
+
+    @rule(kind=st.sampled_from(GARBAGE_KEYS), value=st.sampled_from(GARBAGE_VALUES))
+    def garbage(self, kind: str, value: bytes) -> None:
+        """Anyone with write access puts garbage under a key of the cluster (never the
+        leader key: that is held by someone unknown, by design)."""
+        self.world.data.put(cluster_prefix("vipmon") + kind, value, 0)
 
 
 TestElectionModel = ElectionModel.TestCase

@@ -297,3 +297,71 @@ def test_a_barrier_that_does_not_pass_abandons_the_lease_instead_of_deleting():
         assert not a.snapshot.is_master(w.clock.now())
 
     asyncio.run(scenario())
+
+
+async def _switchover_to_n2(w: World) -> tuple[Elector, Elector, asyncio.Task[Any], float]:
+    a = await w.elect("n1")
+    b = w.nodes["n2"]
+    started = w.clock.now()
+    task = asyncio.create_task(a.handover.switchover(Switchover("n1", "n2", a.term)))
+    for _ in range(50):  # until the record is written and the master releases
+        await asyncio.sleep(0)
+        if switchover_key("vipmon") in w.data.keys:
+            break
+    assert switchover_key("vipmon") in w.data.keys
+    return a, b, task, started
+
+
+async def _failure_of(task: asyncio.Task[Any], w: World) -> str:
+    await _settle(task, w.clock, 4.0)
+    assert task.done(), "the switchover still waits"
+    exc = task.exception()
+    assert isinstance(exc, SwitchoverFailed)
+    return str(exc)
+
+
+def test_a_switchover_whose_target_crashed_is_withdrawn_when_its_member_record_goes():
+    """Finding 4: a dead target kept the record, and the cluster masterless, for the timeout."""
+    w = World(3, switchover_timeout="3")
+
+    async def scenario() -> None:
+        _, b, task, started = await _switchover_to_n2(w)
+        assert b.lease_id is not None
+        w.data.drop_lease(b.lease_id)  # n2 crashed: its lease ran out, its member record went
+        message = await _failure_of(task, w)
+        assert "n2 is gone" in message
+        assert w.clock.now() - started < 3.0, "withdrawn only at the switchover timeout"
+        assert switchover_key("vipmon") not in w.data.keys
+        n3 = w.nodes["n3"]
+        await n3.refresh_control()
+        await n3.verify_hold()
+        await n3.campaign()
+        assert w.masters() == ["n3"]  # nothing blocks the others any more
+
+    asyncio.run(scenario())
+
+
+def test_a_target_that_stops_deletes_the_record_naming_it():
+    w = World(3, switchover_timeout="3")
+
+    async def scenario() -> None:
+        _, b, task, started = await _switchover_to_n2(w)
+        await b.resign()  # SIGTERM on the target, before it took the role
+        assert switchover_key("vipmon") not in w.data.keys, "the stopping target left it"
+        await _failure_of(task, w)
+        assert w.clock.now() - started < 3.0
+
+    asyncio.run(scenario())
+
+
+def test_a_target_that_turns_ineligible_ends_the_wait():
+    w = World(3, switchover_timeout="3")
+
+    async def scenario() -> None:
+        _, b, task, _ = await _switchover_to_n2(w)
+        b.control = replace(b.control, maintenance=frozenset({"n2"}))
+        await b.publish_member()  # its record now says it cannot lead
+        assert "no longer eligible" in await _failure_of(task, w)
+        assert switchover_key("vipmon") not in w.data.keys
+
+    asyncio.run(scenario())
