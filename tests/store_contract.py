@@ -73,9 +73,16 @@ async def _check(a: Store, b: Store) -> None:
     await a.put("/contract/members/x", b"1", la.lease_id)
     await a.put("/contract/members/y", b"\xff garbage", 0)
     await a.put("/contract/membersz", b"no", 0)
-    listed = await b.get_prefix("/contract/members/")
+    listed, listed_at = await b.get_prefix("/contract/members/")
     assert [kv.key for kv in listed] == ["/contract/members/x", "/contract/members/y"]
     assert listed[1].value == b"\xff garbage"
+    # A read reports the revision it saw: no older than any write it shows, and a
+    # later read after a write reports a newer one.
+    assert listed_at >= max(kv.mod_revision for kv in listed)
+    await a.put("/contract/members/z", b"2", 0)
+    relisted, relisted_at = await b.get_prefix("/contract/members/")
+    assert relisted_at > listed_at and len(relisted) == 3
+    assert (await b.get("/contract/members/z"))[1] >= relisted_at
 
 
 async def check_absent_guard(make: StoreFactory) -> None:

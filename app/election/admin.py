@@ -8,14 +8,11 @@ store a :class:`app.errors.StoreError`. The HTTP layer only forwards.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from typing import Any
 
 from app.election.control import (
     Switchover,
     can_lead,
-    control_prefix,
-    decode_control,
     maintenance_key,
     pause_key,
     pick_target,
@@ -34,17 +31,13 @@ class AdminCommands:
         self.e = elector
 
     async def _members(self) -> tuple[Member, ...]:
-        kvs = await self.e.store.get_prefix(members_prefix(self.e.settings.cluster))
+        kvs, _ = await self.e.store.get_prefix(members_prefix(self.e.settings.cluster))
         found = (decode_member(kv.value) for kv in kvs)
         return tuple(m for m in found if m is not None)
 
-    async def _control(self) -> None:
-        kvs = await self.e.store.get_prefix(control_prefix(self.e.settings.cluster))
-        self.e.control = decode_control(self.e.settings.cluster, kvs)
-
     async def switchover(self, to: str | None) -> dict[str, Any]:
         """Hand the role to ``to`` (or the best candidate); return once it is master."""
-        await self._control()
+        await self.e.read_control()
         if self.e.control.paused:
             raise Conflict("the cluster is paused; resume it first")
         if self.e.control.switchover is not None:
@@ -80,18 +73,16 @@ class AdminCommands:
         """Put this node in maintenance (handing over first if master), or take it out."""
         e = self.e
         key = maintenance_key(e.settings.cluster, e.settings.node_id)
-        await self._control()
+        await e.read_control()
         if enabled:
             if e.holds_key and e.control.paused:
                 raise Conflict("the cluster is paused; resume it before the master's maintenance")
             await e.store.put(key, json.dumps({"at": e.wall()}).encode(), 0)
-            maintenance = e.control.maintenance | {e.settings.node_id}
         else:
             kv, _ = await e.store.get(key)
             if kv is not None:
                 await e.store.resign(key, kv.create_revision)
-            maintenance = e.control.maintenance - {e.settings.node_id}
-        e.control = replace(e.control, maintenance=frozenset(maintenance))
+        await e.read_control()  # the state now, as of a revision after our write
         await e.publish_member()
         e.publish("maintenance on" if enabled else "maintenance off")
         handed_to = None
@@ -125,7 +116,7 @@ class AdminCommands:
             kv, _ = await e.store.get(key)
             if kv is not None:
                 await e.store.resign(key, kv.create_revision)
-        e.control = replace(e.control, paused=paused)
+        await e.read_control()
         e.publish("cluster paused" if paused else "cluster resumed")
         return {"paused": paused}
 

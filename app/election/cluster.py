@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -205,7 +206,7 @@ class ClusterSteps:
     async def refresh_members(self) -> bool:
         """Read every member record; rewrite ours if it is missing or out of date."""
         try:
-            kvs = await self.store.get_prefix(members_prefix(self.settings.cluster))
+            kvs, _ = await self.store.get_prefix(members_prefix(self.settings.cluster))
         except StoreError as exc:
             self.store_failed("list members", exc)
             return False
@@ -229,21 +230,34 @@ class ClusterSteps:
         return ok
 
     async def refresh_control(self) -> bool:
-        """Read the control keys (pause, switchover, maintenance)."""
+        """Read the control keys (pause, switchover, maintenance). False on a store error."""
         try:
-            kvs = await self.store.get_prefix(control_prefix(self.settings.cluster))
+            await self.read_control()
         except StoreError as exc:
             self.store_failed("read control keys", exc)
             return False
-        control = decode_control(self.settings.cluster, kvs)
+        return True
+
+    async def read_control(self) -> ControlState:
+        """Read the control keys and take them (see :meth:`take_control`); raises
+        ``StoreError``. Returns the state held afterwards."""
+        kvs, revision = await self.store.get_prefix(control_prefix(self.settings.cluster))
+        control = decode_control(self.settings.cluster, kvs, revision)
         for kv in kvs:
             if kv.key in control.garbage:
                 self.log_garbage(kv, "it still blocks other candidates until it is removed")
-        changed = control != self.control
+        self.take_control(control)
+        return self.control
+
+    def take_control(self, control: ControlState) -> None:
+        """The one writer of :attr:`control`: a read of an older revision than the state
+        held lost a race with a newer one, and is dropped."""
+        if control.revision < self.control.revision:
+            return
+        changed = replace(control, revision=0) != replace(self.control, revision=0)
         self.control = control
         if changed:
             self.publish("control keys changed")
-        return True
 
     # -- the term history (app.election.history) ----------------------------
 
@@ -297,14 +311,13 @@ class ClusterSteps:
         return True
 
     async def load_history(self) -> bool:
-        """Read every history key into memory (two reads: the revision, then the keys).
+        """Read every history key into memory, in one read.
 
-        The history watch starts after the first read's revision, so a change
-        between the two reads is seen twice, never missed; folding is idempotent.
+        The history watch starts after that read's revision, so no change is
+        missed; one seen twice is harmless, as folding is idempotent.
         """
         try:
-            _, revision = await self.store.get(self.history.prefix)
-            kvs = await self.store.get_prefix(self.history.prefix)
+            kvs, revision = await self.store.get_prefix(self.history.prefix)
         except StoreError as exc:
             self.store_failed("read history", exc)
             return False

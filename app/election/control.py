@@ -57,15 +57,21 @@ class Switchover:
 
 @dataclass(frozen=True)
 class ControlState:
-    """What the control keys said at the last read."""
+    """What the control keys said at the last read, and that read's store ``revision``.
+
+    Several loops and admin commands read the control keys; a slower read must
+    not overwrite a newer one, so only a state of a revision at least as high
+    replaces the one held (:meth:`app.election.cluster.ClusterSteps.take_control`).
+    """
 
     paused: bool = False
     switchover: Switchover | None = None
     maintenance: frozenset[str] = field(default_factory=frozenset)
     garbage: tuple[str, ...] = ()
+    revision: int = 0
 
 
-def decode_control(cluster: str, kvs: list[KeyValue]) -> ControlState:
+def decode_control(cluster: str, kvs: list[KeyValue], revision: int = 0) -> ControlState:
     """Fold the control keys into a state. Unreadable values are listed, not fatal.
 
     An unreadable switchover record still blocks other candidates (the key
@@ -83,7 +89,7 @@ def decode_control(cluster: str, kvs: list[KeyValue]) -> ControlState:
                 switchover = Switchover("", "", 0, kv.create_revision)
         elif kv.key.startswith(maint_prefix):
             maintenance.add(kv.key[len(maint_prefix) :])
-    return ControlState(paused, switchover, frozenset(maintenance), tuple(garbage))
+    return ControlState(paused, switchover, frozenset(maintenance), tuple(garbage), revision)
 
 
 def _decode_switchover(kv: KeyValue) -> Switchover | None:

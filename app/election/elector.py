@@ -259,10 +259,17 @@ class Elector(ClusterSteps):
                 )
                 self.queue_history(key, value)
             self._saw_end(self.me, self.term)
-            self.holds_key = False
-            self.term = 0
-            self.leader, self.leader_term = None, 0
+            self._set_hold(0)
+            self._set_leader(None, 0, unknown=self.leader_unknown)
         self.publish(reason)
+
+    def _set_hold(self, term: int) -> None:
+        """The one writer of :attr:`holds_key` and :attr:`term`: ``term`` 0 holds nothing."""
+        self.holds_key, self.term = term > 0, term
+
+    def _set_leader(self, record: LeaderRecord | None, term: int, unknown: bool = False) -> None:
+        """The one writer of who we last saw hold the key, and of its term."""
+        self.leader, self.leader_term, self.leader_unknown = record, term, unknown
 
     def lease_lost(self, reason: str) -> None:
         """The store did not keep our lease: WARNING (an operator should look), then give it up."""
@@ -288,12 +295,12 @@ class Elector(ClusterSteps):
     def _observe_holder(self, kv: KeyValue | None) -> None:
         if kv is None:
             self._saw_end(self.leader, self.leader_term)
-            self.leader, self.leader_term, self.leader_unknown = None, 0, False
+            self._set_leader(None, 0)
             return
         record = decode_leader(kv.value)
         if record is None:
             self.log_garbage(kv, "treating it as held by someone unknown")
-            self.leader, self.leader_term, self.leader_unknown = None, kv.create_revision, True
+            self._set_leader(None, kv.create_revision, unknown=True)
             return
         if record != self.me and (record, kv.create_revision) != (self.leader, self.leader_term):
             log.info(
@@ -303,7 +310,7 @@ class Elector(ClusterSteps):
                 kv.create_revision,
                 extra={"event": "leader", "node": record.node_id, "term": kv.create_revision},
             )
-        self.leader, self.leader_term, self.leader_unknown = record, kv.create_revision, False
+        self._set_leader(record, kv.create_revision)
 
     def log_garbage(self, kv: KeyValue, consequence: str) -> None:
         mark = (kv.key, kv.mod_revision)
@@ -433,9 +440,9 @@ class Elector(ClusterSteps):
         self.watch_revision = max(self.watch_revision, result.revision + 1)
         holder = result.holder
         if result.won or (holder is not None and holder.lease == lease_id):
-            self.holds_key, self.term = True, result.create_revision
+            self._set_hold(result.create_revision)
             self.term_started = self.clock.now()
-            self.leader, self.leader_term, self.leader_unknown = self.me, self.term, False
+            self._set_leader(self.me, self.term)
             self.publish(f"acquired the leader key (term {self.term}){self._after_previous()}")
             last = self.last_transition
             won_at = last.at_wall if last and last.to_role is Role.MASTER else self.wall()

@@ -128,7 +128,7 @@ class Roster:
         """Read the roster; as master, bring it up to date. False on a store error."""
         e = self.e
         try:
-            kvs = await e.store.get_prefix(self.prefix)
+            kvs, _ = await e.store.get_prefix(self.prefix)
         except StoreError as exc:
             e.store_failed("read roster", exc)
             return False
@@ -163,7 +163,7 @@ class Roster:
         ``_WRITES_MAX`` writes, each one store call. False on a store error."""
         e, term = self.e, self.e.term
         try:
-            kvs = await e.store.get_prefix(members_prefix(e.settings.cluster))
+            kvs, _ = await e.store.get_prefix(members_prefix(e.settings.cluster))
         except StoreError as exc:
             e.store_failed("read members for the roster", exc)
             return False

@@ -20,7 +20,8 @@ Contract, for every method:
   the lease is gone. The caller takes its own ``t_send`` before the call.
 * **Revisions.** Every write bumps a store-wide revision. A key's
   ``create_revision`` is unique to the write that created it and only grows;
-  it is the election term.
+  it is the election term. Every read (``get``, ``get_prefix``) reports the
+  revision it saw: of two reads, the one with the higher revision is newer.
 * **Values are bytes**; interpreting them is the caller's job, and garbage
   must not make a store method raise.
 * **The server's version** (:attr:`Store.server_version`) is what the backend
@@ -147,8 +148,10 @@ class Store(abc.ABC):
         """Return the key (or None) and the store revision of the read."""
 
     @abc.abstractmethod
-    async def get_prefix(self, prefix: str) -> list[KeyValue]:
-        """Return every key that starts with ``prefix``, sorted by key."""
+    async def get_prefix(self, prefix: str) -> tuple[list[KeyValue], int]:
+        """Return every key that starts with ``prefix``, sorted by key, and the store
+        revision of the read (as :meth:`get`): a caller that keeps state built from
+        reads lets only a read of a newer revision replace it."""
 
     @abc.abstractmethod
     async def watch(

@@ -304,7 +304,7 @@ class EtcdStore(Store):
         kvs = _list(reply, "kvs")
         return (_keyvalue(kvs[0]) if kvs else None), _revision(reply)
 
-    async def get_prefix(self, prefix: str) -> list[KeyValue]:
+    async def get_prefix(self, prefix: str) -> tuple[list[KeyValue], int]:
         """``/kv/range`` from ``prefix`` to ``prefix`` with its last byte + 1, sorted by key."""
         raw = prefix.encode("utf-8")
         body = {
@@ -315,7 +315,8 @@ class EtcdStore(Store):
         }
         reply = await self._etcd.call("/kv/range", body)
         kvs = [_keyvalue(item) for item in _list(reply, "kvs")]
-        return sorted(kvs, key=lambda kv: kv.key)  # code-point order is UTF-8 byte order
+        # Code-point order is UTF-8 byte order.
+        return sorted(kvs, key=lambda kv: kv.key), _revision(reply)
 
     async def watch(
         self, key: str, start_revision: int, timeout: float, prefix: bool = False

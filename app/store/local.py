@@ -321,16 +321,17 @@ class LocalStore(Store):
     async def get(self, key: str) -> tuple[KeyValue | None, int]:
         return await self._run(lambda conn: (self._read(conn, key), self._revision(conn)))
 
-    async def get_prefix(self, prefix: str) -> list[KeyValue]:
+    async def get_prefix(self, prefix: str) -> tuple[list[KeyValue], int]:
         match, params = _matching("key", prefix, prefix=True)
 
-        def body(conn: sqlite3.Connection) -> list[KeyValue]:
+        def body(conn: sqlite3.Connection) -> tuple[list[KeyValue], int]:
             rows = conn.execute(
                 "SELECT key, value, create_revision, mod_revision, lease FROM kv "
                 f"WHERE {match} ORDER BY key",
                 params,
             )
-            return [KeyValue(r[0], bytes(r[1]), r[2], r[3], r[4]) for r in rows]
+            kvs = [KeyValue(r[0], bytes(r[1]), r[2], r[3], r[4]) for r in rows]
+            return kvs, self._revision(conn)
 
         return await self._run(body)
 

@@ -64,7 +64,7 @@ class Relay(Store):
     async def get(self, key: str) -> tuple[KeyValue | None, int]:
         return await self.call("get", lambda: self.inner.get(key))
 
-    async def get_prefix(self, prefix: str) -> list[KeyValue]:
+    async def get_prefix(self, prefix: str) -> tuple[list[KeyValue], int]:
         return await self.call("get_prefix", lambda: self.inner.get_prefix(prefix))
 
     async def watch(

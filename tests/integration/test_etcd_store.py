@@ -177,7 +177,7 @@ def test_get_prefix_lists_the_prefix_sorted(single: EtcdCluster) -> None:
     async def scenario(s: EtcdStore) -> list[tuple[str, bytes]]:
         for key, value in [("/t/p/b", b"\xff\xfe"), ("/t/p/a", b"1"), ("/t/pz", b"no")]:
             await s.put(key, value, 0)
-        return [(kv.key, kv.value) for kv in await s.get_prefix("/t/p/")]
+        return [(kv.key, kv.value) for kv in (await s.get_prefix("/t/p/"))[0]]
 
     got = with_store(single.client_urls, scenario)
     assert got == [("/t/p/a", b"1"), ("/t/p/b", b"\xff\xfe")]

@@ -292,8 +292,9 @@ def test_get_prefix_ranges_to_last_byte_plus_one_and_sorts_by_key() -> None:
         {"key": b64("/m/a"), "create_revision": "4", "mod_revision": "6", "lease": "3"},
     ]
     gw = Gateway({"/v3/kv/range": reply({"header": HEADER, "kvs": kvs, "count": "2"})})
-    got = run(gw.store(), lambda s: s.get_prefix("/m/"))
+    got, revision = run(gw.store(), lambda s: s.get_prefix("/m/"))
     assert got == [KeyValue("/m/a", b"", 4, 6, 3), KeyValue("/m/b", b"\x80\x81", 5, 5, 0)]
+    assert revision == int(HEADER["revision"])
     body = gw.posts()[0].body
     assert (body["key"], body["range_end"]) == (b64("/m/"), b64("/m0"))
 
