@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -295,3 +296,35 @@ def test_metrics_agree_with_monitor(etcd: EtcdCluster, tmp_path: Path):
         )
         assert "vipmon_transitions_total{" in text
         assert "vipmon_renew_latency_seconds_bucket" in text
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_a_switchover_whose_target_dies_mid_way_is_withdrawn(
+    etcd: EtcdCluster, tmp_path: Path, sig: signal.Signals
+):
+    """Issue 20, finding 4: the record blocked everyone else for --switchover-timeout."""
+    with make_cluster(etcd, tmp_path) as c:
+        for i in (1, 2, 3):
+            c.add(f"n{i}", ["--drain-time", "1.0", "--switchover-timeout", "600"])
+        wait_members(c, 3)
+        old = c.wait_master()
+        target, other = (n for n in c.nodes if n is not old)
+        answers: list[httpx.Response] = []
+
+        def ask() -> None:
+            answers.append(post(old, "/admin/switchover", {"to": target.node_id}))
+
+        with prober(c) as p:
+            asking = threading.Thread(target=ask)
+            asking.start()
+            wait_for(lambda: old.role()["role"] == "DRAINING", timeout=10, what="the drain")
+            target.signal(sig)  # the target dies while the master drains
+            asking.join(60)
+            new = c.wait_master(timeout=30, exclude=target)
+            time.sleep(0.2)
+        records = p.stop()
+        assert not asking.is_alive() and len(answers) == 1
+        assert answers[0].status_code == 409, answers[0].text
+        assert f"{target.node_id} is gone" in answers[0].json()["detail"]
+        assert new in (old, other)
+        assert violations(records) == []
