@@ -319,6 +319,13 @@ class AdminNeedsClientCert:
         await self.app(scope, receive, send)
 
 
+def install_admin(app: FastAPI, commands: Commands, token: str | AdminToken) -> None:
+    """The ``/admin`` routes, behind :class:`AdminGate` with ``token``."""
+    app.include_router(admin_router(commands))
+    gate_token = token if isinstance(token, AdminToken) else AdminToken(token)
+    app.add_middleware(AdminGate, token=gate_token)
+
+
 def install_body_errors(app: FastAPI) -> None:
     """Word request-body errors: not JSON is 400, a wrong key or type 422 naming the field."""
 
