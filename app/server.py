@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from app.checks import CheckRunner
 from app.clock import MonotonicClock
@@ -223,7 +224,26 @@ def serve(settings: Settings) -> int:
         docs=settings.docs,
         admin_needs_client_cert=files is not None and files.admin_only,
     )
-    config = uvicorn.Config(
+    config = _uvicorn_config(settings, app, tls)
+    listen = f"{settings.host}:{settings.port}"
+    server = _Server(config, lambda: systemd.ready(f"serving on {listen}"))
+    _log_start(settings)
+    hooks.start()
+    hooks.submit(Role.UNKNOWN, Role.UNKNOWN, 0, "starting")  # drops a VIP left by a crash
+    check.start()
+    try:
+        asyncio.run(_serve(server, election, sock, settings, systemd, tls, token, barrier))
+    finally:
+        systemd.close()
+        sock.close()
+        check.stop(settings.check_timeout + 1.0)
+        hooks.stop(settings.hook_timeout + 1.0)
+    return 0
+
+
+def _uvicorn_config(settings: Settings, app: ASGIApp, tls: ServerTls | None) -> uvicorn.Config:
+    """uvicorn with our protocol, no access log and no lifespan, TLS if configured."""
+    return uvicorn.Config(
         app,
         http=ProbeProtocol,
         lifespan="off",
@@ -239,8 +259,10 @@ def serve(settings: Settings) -> int:
         forwarded_allow_ips=[str(net) for net in settings.trusted_proxy],
         ssl_context_factory=(lambda _config, _default: tls.context) if tls else None,
     )
-    listen = f"{settings.host}:{settings.port}"
-    server = _Server(config, lambda: systemd.ready(f"serving on {listen}"))
+
+
+def _log_start(settings: Settings) -> None:
+    """The start-up line: who, which store (endpoints or directory), where, which timers."""
     store_at = (
         ",".join(settings.etcd_endpoints) if settings.backend == "etcd" else str(settings.state_dir)
     )
@@ -257,17 +279,6 @@ def serve(settings: Settings) -> int:
         settings.lease_ttl,
         settings.lease_margin,
     )
-    hooks.start()
-    hooks.submit(Role.UNKNOWN, Role.UNKNOWN, 0, "starting")  # drops a VIP left by a crash
-    check.start()
-    try:
-        asyncio.run(_serve(server, election, sock, settings, systemd, tls, token, barrier))
-    finally:
-        systemd.close()
-        sock.close()
-        check.stop(settings.check_timeout + 1.0)
-        hooks.stop(settings.hook_timeout + 1.0)
-    return 0
 
 
 async def _start_agent(settings: Settings, elector: Elector) -> AgentCheckServer | None:

@@ -75,6 +75,28 @@ class Elector(ClusterSteps):
     may call :meth:`request_stop`.
     """
 
+    # State with an immutable start value; each instance assigns its own.
+    lease_id: int | None = None
+    last_renew_send: float = -math.inf
+    holds_key: bool = False
+    term: int = 0
+    watch_revision: int = 0
+    leader: LeaderRecord | None = None
+    leader_term: int = 0
+    leader_unknown: bool = False
+    members: tuple[Member, ...] = ()
+    control: ControlState = ControlState()
+    term_started: float = -math.inf
+    store_reachable: bool = False
+    store_failure: str | None = None  # the reason last logged at WARNING
+    store_ok_until: float = -math.inf
+    last_transition: Transition | None = None
+    #: The last term this node saw end (its holder, or None if unreadable) and when.
+    gone: tuple[LeaderRecord | None, int] | None = None
+    gone_at: float = 0.0
+    _end_read: int = 0  # the last term whose end record learn_how_it_ended read
+    _role: Role = Role.UNKNOWN
+
     def __init__(
         self,
         settings: Settings,
@@ -102,33 +124,13 @@ class Elector(ClusterSteps):
         self.me = LeaderRecord(settings.node_id, settings.effective_advertise_url)
         self.started_at = wall()
         self.deadline = LeaseDeadline(settings.lease_margin)
-        self.lease_id: int | None = None
-        self.last_renew_send = -math.inf
-        self.holds_key = False
-        self.term = 0
-        self.watch_revision = 0
-        self.leader: LeaderRecord | None = None
-        self.leader_term = 0
-        self.leader_unknown = False
-        self.members: tuple[Member, ...] = ()
         self.peer_urls: frozenset[str] = frozenset({self.me.advertise_url})
-        self.control = ControlState()
-        self.term_started = -math.inf
-        self.store_reachable = False
-        self.store_failure: str | None = None  # the reason last logged at WARNING
-        self.store_ok_until = -math.inf
         self.heartbeat = clock.now()
-        self.last_transition: Transition | None = None
         self.history = History(settings.cluster)
         self.history_writes: deque[tuple[str, bytes]] = deque(maxlen=_HISTORY_QUEUE)
         #: Set when there is a history record to write.
         self.history_hint = asyncio.Event()
-        #: The last term this node saw end (its holder, or None if unreadable) and when.
-        self.gone: tuple[LeaderRecord | None, int] | None = None
-        self.gone_at = 0.0
-        self._end_read = 0  # the last term whose end record learn_how_it_ended read
         self._stop = threading.Event()
-        self._role = Role.UNKNOWN
         self._garbage_logged: set[tuple[str, int]] = set()
         self.snapshot = Snapshot(
             node_id=settings.node_id,
