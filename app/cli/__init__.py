@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     spec = sub.add_parser("openapi", help="write the OpenAPI spec")
     spec.add_argument("--output", type=Path, default=Path("openapi/openapi.json"))
 
-    from app.adc.cli import add_adc_parsers
+    from app.cli.adc import add_adc_parsers
     from app.timeline import add_history_parser
 
     add_history_parser(sub)

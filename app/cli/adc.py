@@ -105,7 +105,7 @@ def _add_adc_config(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def _add_demo(sub: argparse._SubParsersAction[Any]) -> None:
-    from app.demo import add_demo_arguments, run_demo
+    from app.cli.demo import add_demo_arguments, run_demo
 
     p = sub.add_parser(
         "demo",
@@ -136,7 +136,7 @@ def run_adc_config(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one of the two subcommands on its own: ``python -m app.adc.cli adc-config ...``."""
+    """Run one of the two subcommands on its own: ``python -m app.cli.adc adc-config ...``."""
     from app.cli import OneLineParser
 
     parser = OneLineParser(prog="vipmon")
