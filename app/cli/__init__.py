@@ -1,9 +1,9 @@
 """vipmon: tells a load balancer which node of a cluster holds the master role.
 
-Every subcommand lives here: ``run`` (one node), ``status`` and the admin
-commands (clients of a running node), ``openapi``, ``adc-config`` and ``demo``.
-Setting errors end the process with status 2 and one line naming the field
-and the reason, never a traceback.
+``run`` (one node), ``status`` and the admin commands (clients of a running node)
+and ``openapi`` live here; ``history``, ``adc-config`` and ``demo`` in modules of
+their own, and what they all share in :mod:`app.cli.common`. Setting errors end the
+process with status 2 and one line naming the field and the reason, never a traceback.
 """
 
 from __future__ import annotations
@@ -14,22 +14,25 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, NoReturn, get_args, get_origin
+from typing import Any, Literal, get_args, get_origin
+
+import httpx
 
 from app import __version__
+from app.cli import adc, demo, history
+from app.cli.common import (
+    DEFAULT_NODE_URL,
+    EXIT_USAGE,
+    Command,
+    OneLineParser,
+    add_client_tls,
+    client_verify,
+    node_url,
+)
 from app.errors import SettingsError
 from app.logs import configure_logging
-from app.settings import Settings, base_url, load_settings, unknown_variables
+from app.settings import Settings, load_settings, unknown_variables
 from app.status import DEFAULT_URL, HELP_EPILOG, positive_seconds, run_status
-
-EXIT_USAGE = 2
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse with one-line errors: ``vipmon run: error: ...``, status 2, no usage dump."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def _flag(name: str) -> str:
@@ -68,24 +71,11 @@ def _setting_help(
     return "; ".join(parts).replace("%", "%%")
 
 
-def _add_client_tls(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--ca-file", type=Path, help="CA that signed the node's certificate")
-    parser.add_argument("--cert-file", type=Path, help="client certificate, for nodes that ask")
-    parser.add_argument("--key-file", type=Path, help="its private key")
-
-
-def _verify(args: argparse.Namespace) -> Any:
-    """httpx's ``verify``: an SSL context from --ca-file/--cert-file/--key-file, or True."""
-    from app.http.tls import client_context
-
-    return client_context(args.ca_file, args.cert_file, args.key_file)
-
-
 def _add_admin_client(parser: argparse.ArgumentParser) -> None:
     """The options of a command sent to a node's admin API."""
     parser.add_argument(
         "--url",
-        default="http://127.0.0.1:8700",
+        default=DEFAULT_NODE_URL,
         help="the node's API URL (default: %(default)s)",
     )
     parser.add_argument(
@@ -96,7 +86,7 @@ def _add_admin_client(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout", type=float, default=60.0, help="seconds to wait (default: %(default)s)"
     )
-    _add_client_tls(parser)
+    add_client_tls(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds per request (default: %(default)s)",
     )
     status.add_argument("--watch", action="store_true", help="redraw every second until Ctrl-C")
-    _add_client_tls(status)
+    add_client_tls(status)
 
     for name, help_text in ADMIN_COMMANDS.items():
         admin = sub.add_parser(name, help=help_text)
@@ -150,11 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     spec = sub.add_parser("openapi", help="write the OpenAPI spec")
     spec.add_argument("--output", type=Path, default=Path("openapi/openapi.json"))
 
-    from app.cli.adc import add_adc_parsers
-    from app.timeline import add_history_parser
-
-    add_history_parser(sub)
-    add_adc_parsers(sub)
+    history.add_parser(sub)
+    adc.add_parser(sub)
+    demo.add_parser(sub)
     return parser
 
 
@@ -164,13 +152,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _run(args)
         if args.command == "status":
-            return run_status(args.url, args.timeout, _verify(args), watch=args.watch)
+            return run_status(args.url, args.timeout, client_verify(args), watch=args.watch)
         if args.command == "openapi":
             return _openapi(args.output)
         if args.command in ADMIN_COMMANDS or args.command == "member":
             return _admin(args)
-        status: int = args.func(args)
-        return status
+        command: Command = args.func
+        return command(args)
     except SettingsError as exc:
         print(f"vipmon: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -220,11 +208,9 @@ def _admin(args: argparse.Namespace) -> int:
     elif args.command == "member":
         body = {"node": args.node}
     action = args.action if args.command == "member" else args.command
-    url = f"{_base_url(args.url)}/admin/{action}"
-    import httpx  # the client commands only: `vipmon run` never loads it
-
+    url = f"{node_url(args.url)}/admin/{action}"
     try:
-        with httpx.Client(timeout=args.timeout, verify=_verify(args)) as client:
+        with httpx.Client(timeout=args.timeout, verify=client_verify(args)) as client:
             reply = client.post(url, json=body, headers={"Authorization": f"Bearer {token}"})
     except httpx.HTTPError as exc:
         print(f"vipmon: cannot reach {url}: {exc}", file=sys.stderr)
@@ -248,14 +234,6 @@ def _admin(args: argparse.Namespace) -> int:
         return 1
     print(" ".join(f"{k}={v}" for k, v in data.items()))
     return 0
-
-
-def _base_url(url: str) -> str:
-    """A node's API URL, ``scheme://host:port``: a path (``/monitor``) is refused."""
-    try:
-        return base_url(url)
-    except ValueError as exc:
-        raise SettingsError("url", str(exc)) from None
 
 
 def _openapi(output: Path) -> int:

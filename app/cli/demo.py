@@ -38,13 +38,21 @@ from app.adc import haproxy as haproxy_config
 from app.adc.model import AdcNode, Endpoint
 from app.adc.runtime import ServerState, servers_state
 from app.adc.timers import HaproxyTimers, NodeTiming, assess
+from app.cli.common import Subparsers
 
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 
 
-def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
-    """The demo's options."""
+def add_parser(sub: Subparsers) -> None:
+    """Add ``demo`` to ``sub``."""
+    parser = sub.add_parser(
+        "demo",
+        help="run a 3-node cluster behind HAProxy on this host",
+        description="Start three nodes on the embedded store on loopback "
+        "ports, put HAProxy in front when it is installed, and print a live "
+        "table. Ctrl-C stops exactly what the demo started.",
+    )
     parser.add_argument(
         "--duration",
         type=float,
@@ -64,6 +72,7 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         default=5.0,
         help="restart a killed node after this many seconds (0: never)",
     )
+    parser.set_defaults(func=run_demo)
 
 
 def free_port() -> int:
