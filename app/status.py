@@ -1,4 +1,4 @@
-"""``vipmon status``: what every node says about itself right now, and the cluster's verdict.
+"""The report of ``vipmon status``: what every node says about itself now, and the verdict.
 
 One view of the cluster, taken from each node's own ``/role``, never from one node's
 ``/cluster`` (which only names the holder of the leader key as this node last read it):
@@ -11,63 +11,37 @@ One view of the cluster, taken from each node's own ``/role``, never from one no
 2. :func:`build_report` (pure) turns those answers into one
    :class:`app.status_views.MemberView` per process (:mod:`app.status_views`) and a
    :class:`app.verdict.Verdict`: the cluster line and the exit status.
-3. :func:`render` (pure) prints them as a table and the cluster line.
+3. :func:`render` (pure) prints them as a table and the cluster line; :func:`unread_line`
+   is the one-line error when no node could be read.
+
+The command (its flags, ``--watch``) is :mod:`app.cli.status`.
 
 Exit status: 0 exactly one node answers MASTER; 1 no node could be read; 2 usage
 error; 3 no master; 4 more than one node answers MASTER; 5 one master, but a member is
 missing or does not answer, or a node id answers from two processes (see
 :mod:`app.verdict`). DRAINING is
 not MASTER (its ``/monitor`` answers 503): a cluster whose master drains has no master (3).
-
-httpx is imported inside the functions that talk to nodes, so that ``vipmon run``
-(which imports the CLI) never loads it.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
 import os
 import ssl
-import sys
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TextIO
+
+import httpx
 
 from app.errors import SettingsError
 from app.role import Role
 from app.settings import base_url
 from app.status_views import Answer, MemberView, member_views, pick_cluster, targets
-from app.verdict import EXIT_UNREAD, Verdict, missing_words, store_lines, verdict
-
-if TYPE_CHECKING:
-    import httpx
+from app.verdict import Verdict, missing_words, store_lines, verdict
 
 DEFAULT_URL = "http://127.0.0.1:8700"
-WATCH_INTERVAL = 1.0
 _DETAIL_MAX = 60
 _ERROR_MAX = 100
-
-HELP_EPILOG = """\
-The cluster line says "master: N (term T)" when exactly one node answers MASTER,
-else "no master: <why>" (paused; store unreachable from every node; the leader key
-names a node that does not answer; no eligible node; an election in progress; ...).
-DRAINING is not MASTER: a master handing over counts as no master. Each process is
-one row: two processes started with the same --node-id are two rows.
-
-exit status:
-  0  exactly one node answers MASTER, and every member answers
-  1  no node could be read
-  2  usage error (bad flag, a URL with a path)
-  3  no master
-  4  more than one node answers MASTER (a split: should never happen)
-  5  one node answers MASTER, but the cluster is degraded: a member does not
-     answer, or one node id answers from two processes
-
---watch redraws every second until Ctrl-C and exits with the last frame's status;
-each frame takes at most 3 x --timeout."""
 
 
 @dataclass(frozen=True)
@@ -94,17 +68,6 @@ def parse_seeds(urls: Sequence[str] | None) -> list[str]:
         if base not in seeds:
             seeds.append(base)
     return seeds
-
-
-def positive_seconds(text: str) -> float:
-    """argparse ``type`` of ``--timeout``: a finite number of seconds above 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a number of seconds above 0")
-    return value
 
 
 # -- the pure part: answers -> views (app.status_views) -> verdict -> text -------------
@@ -202,8 +165,6 @@ def _cause_words(exc: BaseException) -> str | None:
 
 
 def _short_error(exc: Exception, timeout: float) -> str:
-    import httpx
-
     if isinstance(exc, httpx.TimeoutException):
         return f"no answer within {timeout:g} s"
     text = _cause_words(exc) or " ".join(str(exc).split()) or type(exc).__name__
@@ -214,8 +175,6 @@ def _short_error(exc: Exception, timeout: float) -> str:
 
 async def fetch(client: httpx.AsyncClient, url: str, timeout: float) -> Answer:
     """GET ``url`` within ``timeout`` s as a whole: its JSON object, or why not."""
-    import httpx
-
     try:
         reply = await asyncio.wait_for(client.get(url), timeout)
     except TimeoutError:
@@ -250,64 +209,3 @@ async def gather(client: httpx.AsyncClient, seeds: Sequence[str], timeout: float
         roles.update(await _fetch_all(client, masters, "/role", timeout))
         report = build_report(seeds, clusters, roles)
     return report
-
-
-def _client(timeout: float, verify: Any) -> httpx.AsyncClient:
-    import httpx
-
-    return httpx.AsyncClient(timeout=timeout, verify=verify)
-
-
-async def _once(seeds: Sequence[str], timeout: float, verify: Any) -> Report:
-    async with _client(timeout, verify) as client:
-        return await gather(client, seeds, timeout)
-
-
-@dataclass
-class _Frames:
-    """The watch loop's last exit status, kept outside the loop for Ctrl-C."""
-
-    code: int = EXIT_UNREAD
-
-
-async def _watch(
-    seeds: Sequence[str], timeout: float, verify: Any, out: TextIO, frames: _Frames
-) -> None:
-    clear = "\x1b[H\x1b[2J" if out.isatty() else ""
-    loop = asyncio.get_running_loop()
-    async with _client(timeout, verify) as client:
-        while True:
-            started = loop.time()
-            report = await gather(client, seeds, timeout)
-            stamp = time.strftime("%H:%M:%S")
-            head = f"vipmon status --watch: {stamp}, every {WATCH_INTERVAL:g} s (Ctrl-C ends)"
-            out.write(f"{clear}{head}\n\n{render(report)}\n\n")
-            out.flush()
-            frames.code = report.verdict.code
-            await asyncio.sleep(max(0.0, started + WATCH_INTERVAL - loop.time()))
-
-
-def run_status(
-    urls: Sequence[str] | None,
-    timeout: float,
-    verify: Any = True,
-    *,
-    watch: bool = False,
-    out: TextIO | None = None,
-    err: TextIO | None = None,
-) -> int:
-    """``vipmon status``: print the report (every second with ``watch``); its exit status."""
-    out = out or sys.stdout
-    err = err or sys.stderr
-    seeds = parse_seeds(urls)
-    if watch:
-        frames = _Frames()
-        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends it: no traceback
-            asyncio.run(_watch(seeds, timeout, verify, out, frames))
-        return frames.code
-    report = asyncio.run(_once(seeds, timeout, verify))
-    if report.verdict.code == EXIT_UNREAD:
-        print(unread_line(report), file=err)
-    else:
-        print(render(report), file=out)
-    return report.verdict.code

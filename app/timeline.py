@@ -1,60 +1,12 @@
-"""The ``vipmon history`` command: a node's ``/history`` as a table, newest term first."""
+"""The table of ``vipmon history``: a node's ``/history`` answer as text, newest term first.
+
+The command (its flags, the request) is :mod:`app.cli.history`.
+"""
 
 from __future__ import annotations
 
-import argparse
-import sys
 from datetime import datetime
 from typing import Any
-
-
-def add_history_parser(sub: argparse._SubParsersAction[Any]) -> None:
-    from app.cli import _add_client_tls
-
-    history = sub.add_parser(
-        "history",
-        help="print the cluster's last terms: who held each, when, how it ended, the gaps",
-    )
-    history.add_argument(
-        "--url", default="http://127.0.0.1:8700", help="any node's API URL (default: %(default)s)"
-    )
-    history.add_argument(
-        "--limit",
-        type=int,
-        default=20,
-        help="how many terms, newest first, 1 to 1000 (default: %(default)s)",
-    )
-    history.add_argument(
-        "--timeout", type=float, default=2.0, help="seconds per request (default: %(default)s)"
-    )
-    _add_client_tls(history)
-    history.set_defaults(func=_history)
-
-
-def _history(args: argparse.Namespace) -> int:
-    from app.cli import EXIT_USAGE, _base_url, _verify
-
-    if not 1 <= args.limit <= 1000:
-        print(f"vipmon history: --limit must be 1 to 1000, not {args.limit}", file=sys.stderr)
-        return EXIT_USAGE
-    base = _base_url(args.url)
-    import httpx
-
-    try:
-        with httpx.Client(timeout=args.timeout, verify=_verify(args)) as client:
-            reply = client.get(f"{base}/history", params={"limit": args.limit})
-            if reply.status_code != 200:
-                print(
-                    f"vipmon history: {reply.url} answered {reply.status_code}, not 200",
-                    file=sys.stderr,
-                )
-                return 1
-            answer = reply.json()
-    except (httpx.HTTPError, ValueError) as exc:
-        print(f"vipmon history: cannot read {base}: {exc}", file=sys.stderr)
-        return 1
-    print(format_history(answer))
-    return 0
 
 
 def format_history(answer: dict[str, Any]) -> str:

@@ -51,7 +51,7 @@ sys.path.insert(0, str(REPO))
 
 from app.adc.runtime import servers_state  # noqa: E402
 from app.adc.timers import HAPROXY_PROFILES, HaproxyTimers, NodeTiming, assess  # noqa: E402
-from app.demo import Demo, wait_until  # noqa: E402
+from app.cli.demo_cluster import Demo, wait_until  # noqa: E402
 from bench.failover import Poller, first_positive_elsewhere  # noqa: E402
 
 SAMPLE = 0.01

@@ -4,5 +4,5 @@
 * :mod:`app.adc.timers` holds the worst-case failover and overlap formulas.
 * :mod:`app.adc.haproxy`, :mod:`app.adc.f5` and :mod:`app.adc.nginx` render configs.
 * :mod:`app.adc.runtime` reads HAProxy's stats socket.
-* :mod:`app.adc.cli` adds the ``adc-config`` and ``demo`` subcommands.
+* The ``adc-config`` command that prints them is :mod:`app.cli.adc`, outside this package.
 """

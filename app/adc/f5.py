@@ -13,7 +13,7 @@ expressions, against the whole response (status line, headers, body):
 A status code plays no part: F5 ignores it. Members sharing a monitor port
 share one monitor; each other port gets its own (``destination *:PORT``).
 With ``F5Config.tls`` the monitor is ``https`` (with ``cert``/``key`` for a
-client certificate). Rendering never fails; arguments are validated in :mod:`app.adc.cli`.
+client certificate). Rendering never fails; arguments are validated in :mod:`app.adc.build`.
 
 The script can be run again: tmsh has no "create or replace", so each object is
 listed first, then modified to the script's values or created. Pool members and

@@ -14,7 +14,7 @@ With ``HaproxyConfig.tls`` the HTTP check runs over TLS (``check-ssl``) and
 requires a certificate signed by the CA file (``verify required``); the
 agent-check stays plain TCP, as vipmon's agent port is.
 
-Rendering never fails; arguments are validated in :mod:`app.adc.cli`.
+Rendering never fails; arguments are validated in :mod:`app.adc.build`.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ and verifies the certificate (``proxy_ssl_verify``) against the CA for the
 name given; client traffic is not touched. The passive pattern never talks to
 vipmon, so TLS does not apply to it.
 
-Rendering never fails; arguments are validated in :mod:`app.adc.cli`.
+Rendering never fails; arguments are validated in :mod:`app.adc.build`.
 """
 
 from __future__ import annotations
@@ -89,21 +89,20 @@ def _tls_notes(tls: TlsCheck | None) -> list[str]:
     return notes
 
 
-def render_plus(
-    config: NginxConfig, timers: NginxPlusTimers, figures: tuple[str, ...], command: str
-) -> str:
-    """The NGINX Plus snippet. Every node must share one monitor port (``port=``)."""
-    notes = [
-        "Active checks: GET /monitor on the monitor port; the match needs status 200 and",
-        "the body token ROLE=MASTER, which only the master sends. 'mandatory' keeps a",
-        "server out of traffic until its first check passed, also at start-up and for",
-        "servers added later; 'persistent' keeps the state over a reload. The check runs",
-        f"from the internal location {HEALTH_LOCATION}, which sets its Host header and",
-        "its timeouts (NGINX Plus takes a check's timeouts from proxy_connect_timeout and",
-        "proxy_read_timeout of the location that holds health_check).",
-        "Not checked by open-source nginx: health_check and match are NGINX Plus only.",
-        *_tls_notes(config.tls),
-    ]
+_PLUS_NOTES = (
+    "Active checks: GET /monitor on the monitor port; the match needs status 200 and",
+    "the body token ROLE=MASTER, which only the master sends. 'mandatory' keeps a",
+    "server out of traffic until its first check passed, also at start-up and for",
+    "servers added later; 'persistent' keeps the state over a reload. The check runs",
+    f"from the internal location {HEALTH_LOCATION}, which sets its Host header and",
+    "its timeouts (NGINX Plus takes a check's timeouts from proxy_connect_timeout and",
+    "proxy_read_timeout of the location that holds health_check).",
+    "Not checked by open-source nginx: health_check and match are NGINX Plus only.",
+)
+
+
+def _check_location(config: NginxConfig, timers: NginxPlusTimers) -> list[str]:
+    """The internal location that holds ``health_check``, with its Host and timeouts."""
     check = " ".join(
         [
             "health_check uri=/monitor",
@@ -116,10 +115,28 @@ def render_plus(
             "mandatory persistent;",
         ]
     )
+    return [
+        "",
+        f"    location = {HEALTH_LOCATION} {{",
+        "        internal;",
+        f"        proxy_pass {'https' if config.tls else 'http'}://{config.upstream};",
+        *_tls_directives(config.tls),
+        f"        proxy_set_header Host {config.host_header};",
+        f"        proxy_connect_timeout {duration(timers.connect_timeout)};",
+        f"        proxy_read_timeout {duration(timers.read_timeout)};",
+        f"        {check}",
+        "    }",
+    ]
+
+
+def render_plus(
+    config: NginxConfig, timers: NginxPlusTimers, figures: tuple[str, ...], command: str
+) -> str:
+    """The NGINX Plus snippet. Every node must share one monitor port (``port=``)."""
     lines = header(
         f"vipmon: NGINX Plus snippet (http context) for the VIP {config.vip}.",
         command,
-        notes,
+        [*_PLUS_NOTES, *_tls_notes(config.tls)],
         figures,
     )
     lines += [
@@ -134,22 +151,7 @@ def render_plus(
         *[f"    server {n.app};" for n in config.nodes],
         "}",
         "",
-        *_server_block(
-            config,
-            [],
-            [
-                "",
-                f"    location = {HEALTH_LOCATION} {{",
-                "        internal;",
-                f"        proxy_pass {'https' if config.tls else 'http'}://{config.upstream};",
-                *_tls_directives(config.tls),
-                f"        proxy_set_header Host {config.host_header};",
-                f"        proxy_connect_timeout {duration(timers.connect_timeout)};",
-                f"        proxy_read_timeout {duration(timers.read_timeout)};",
-                f"        {check}",
-                "    }",
-            ],
-        ),
+        *_server_block(config, [], _check_location(config, timers)),
     ]
     return "\n".join(lines) + "\n"
 

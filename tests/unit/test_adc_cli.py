@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from app import cli
-from app.adc.cli import main
+from app.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 NODES = [

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from app.adc.cli import main
+from app.cli import main
 from tests.support import fake_tmsh
 
 NODES = ["--node", "n1=10.0.0.11:8080", "--node", "n2=10.0.0.12:8080"]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from app.adc.cli import main
+from app.cli import main
 from tests.unit.test_adc_cli import BASE, directives, run
 
 TLS = ["--tls", "--ca-file", "/etc/vipmon/ca.crt"]

@@ -1,23 +1,20 @@
-"""The ``adc-config`` and ``demo`` subcommands, for ``app.cli`` to mount.
+"""``vipmon adc-config``: print a load balancer's config for the nodes (:mod:`app.adc`).
 
-``add_adc_parsers(sub)`` adds both to a subparsers action; each sets
-``func``, which takes the parsed namespace and returns the exit status:
-0 on success, 2 with one line ``vipmon adc-config: argument --X: reason`` on
-stderr for a bad argument (argparse's own errors also exit 2).
+The flags are passed to :func:`app.adc.build.build` as they are; it checks them and
+renders. Exit status: 0 with the config on stdout; 2 with one line
+``vipmon adc-config: argument --X: reason`` on stderr for a bad argument (argparse's
+own errors also exit 2).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
-from typing import Any
 
 from app.adc.build import TARGETS, build
 from app.adc.model import AdcError
 from app.adc.timers import PROFILE_NAMES
-
-EXIT_USAGE = 2
+from app.cli.common import EXIT_OK, EXIT_USAGE, Subparsers
 
 _DESCRIPTION = """\
 Print a ready config for an ADC in front of the nodes: HAProxy (haproxy, and
@@ -29,10 +26,22 @@ that allow that are refused unless --allow-overlap is given.
 """
 
 
-def _add_adc_config(sub: argparse._SubParsersAction[Any]) -> None:
+def add_parser(sub: Subparsers) -> None:
+    """Add ``adc-config`` to ``sub``: the target and topology, then one group per concern."""
     p = sub.add_parser(
         "adc-config", help="print a load balancer config for the nodes", description=_DESCRIPTION
     )
+    for add_flags in (_add_topology, _add_timers, _add_haproxy, _add_names, _add_tls, _add_lease):
+        add_flags(p)
+    p.add_argument(
+        "--allow-overlap",
+        action="store_true",
+        help="accept timers that can hold two servers UP at once",
+    )
+    p.set_defaults(func=print_adc_config)
+
+
+def _add_topology(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", choices=TARGETS)
     p.add_argument("--vip", metavar="HOST:PORT", help="address the ADC serves the VIP on")
     p.add_argument(
@@ -51,6 +60,9 @@ def _add_adc_config(sub: argparse._SubParsersAction[Any]) -> None:
         help="timer defaults: conservative (whole seconds, the default) or fast "
         "(sub-second checks); explicit timer flags override them",
     )
+
+
+def _add_timers(p: argparse.ArgumentParser) -> None:
     timers = p.add_argument_group("check timers (seconds; each applies to some targets)")
     timers.add_argument("--interval", type=float, help="between checks (default 1)")
     timers.add_argument("--fastinter", type=float, help="HAProxy, while changing state")
@@ -68,6 +80,9 @@ def _add_adc_config(sub: argparse._SubParsersAction[Any]) -> None:
     )
     timers.add_argument("--jitter", type=float, help="NGINX Plus check jitter (default 0)")
     timers.add_argument("--tries", type=int, help="nginx: proxy_next_upstream_tries (nodes)")
+
+
+def _add_haproxy(p: argparse.ArgumentParser) -> None:
     hap = p.add_argument_group("HAProxy")
     hap.add_argument(
         "--check",
@@ -79,10 +94,16 @@ def _add_adc_config(sub: argparse._SubParsersAction[Any]) -> None:
     hap.add_argument("--mode", choices=("tcp", "http"), help="proxy mode (default tcp)")
     hap.add_argument("--stats-socket", help="runtime API socket path")
     hap.add_argument("--state-file", help="server-state file path, or 'none'")
+
+
+def _add_names(p: argparse.ArgumentParser) -> None:
     names = p.add_argument_group("names")
     names.add_argument("--name", help="prefix of every object name (default vipmon)")
     names.add_argument("--host-header", help="Host header of the checks (default vipmon)")
     names.add_argument("--partition", help="F5 partition (default Common)")
+
+
+def _add_tls(p: argparse.ArgumentParser) -> None:
     tls = p.add_argument_group("checks over TLS (vipmon run --tls-cert-file; paths on the ADC)")
     tls.add_argument(
         "--tls", action="store_const", const=True, help="check vipmon's port over HTTPS"
@@ -91,40 +112,17 @@ def _add_adc_config(sub: argparse._SubParsersAction[Any]) -> None:
     tls.add_argument("--tls-server-name", help="SNI sent and name required in the certificate")
     tls.add_argument("--client-cert", help="client certificate (HAProxy: with its key)")
     tls.add_argument("--client-key", help="its key (F5, NGINX Plus)")
+
+
+def _add_lease(p: argparse.ArgumentParser) -> None:
     lease = p.add_argument_group("the nodes' lease timers, for the figures")
     lease.add_argument("--lease-ttl", type=float, help="default 2")
     lease.add_argument("--renew-interval", type=float, help="default TTL/4")
     lease.add_argument("--lease-margin", type=float, help="default 0.5")
     lease.add_argument("--settle-time", type=float, help="the nodes' --settle-time (default 0.01)")
-    p.add_argument(
-        "--allow-overlap",
-        action="store_true",
-        help="accept timers that can hold two servers UP at once",
-    )
-    p.set_defaults(func=run_adc_config)
 
 
-def _add_demo(sub: argparse._SubParsersAction[Any]) -> None:
-    from app.demo import add_demo_arguments, run_demo
-
-    p = sub.add_parser(
-        "demo",
-        help="run a 3-node cluster behind HAProxy on this host",
-        description="Start three nodes on the embedded store on loopback "
-        "ports, put HAProxy in front when it is installed, and print a live "
-        "table. Ctrl-C stops exactly what the demo started.",
-    )
-    add_demo_arguments(p)
-    p.set_defaults(func=run_demo)
-
-
-def add_adc_parsers(sub: argparse._SubParsersAction[Any]) -> None:
-    """Add the ``adc-config`` and ``demo`` subcommands to ``sub``."""
-    _add_adc_config(sub)
-    _add_demo(sub)
-
-
-def run_adc_config(args: argparse.Namespace) -> int:
+def print_adc_config(args: argparse.Namespace) -> int:
     """Print the config for ``args``; exit status 0, or 2 naming a bad argument."""
     try:
         text = build(args)
@@ -132,19 +130,4 @@ def run_adc_config(args: argparse.Namespace) -> int:
         print(f"vipmon adc-config: {exc}", file=sys.stderr)
         return EXIT_USAGE
     sys.stdout.write(text)
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run one of the two subcommands on its own: ``python -m app.adc.cli adc-config ...``."""
-    from app.cli import OneLineParser
-
-    parser = OneLineParser(prog="vipmon")
-    add_adc_parsers(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    status: int = args.func(args)
-    return status
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    return EXIT_OK

@@ -1,36 +1,28 @@
-"""``vipmon demo``: three nodes and a real HAProxy on this host, and a live table.
+"""The processes of ``vipmon demo``: nodes and an HAProxy on loopback, stopped by PID.
 
-The demo starts ``vipmon run`` children on free loopback ports, sharing the
-embedded store in a temporary state directory, and, when ``haproxy`` is
-installed, an HAProxy in front of them configured by ``vipmon adc-config
-haproxy`` (each node's ``/role`` stands in for the application, so a request
-through the VIP says which node it reached). Every refresh it prints each
-node's role and term, what HAProxy sees on its stats socket, and where a
-request through the VIP landed, with the ``kill -9`` line that fails the
-master over. A killed node is restarted after ``--restart-after`` seconds.
+:class:`Demo` starts ``vipmon run`` children (:class:`Child`) on free loopback ports,
+sharing the embedded store in a state directory under its ``workdir`` (or on the store
+given), and an HAProxy in front of them configured by the ``adc-config haproxy``
+renderer (each node's ``/role`` stands in for the application, so a request through the
+VIP says which node it reached). :meth:`Demo.table` is one frame of the demo's display;
+:meth:`Demo.restart_dead` restarts killed nodes; :meth:`Demo.stop` stops exactly the
+processes it started. A start that does not come up raises :class:`StartError`.
 
-Ctrl-C (SIGINT) or SIGTERM, or the end of ``--duration``, stops exactly the
-processes the demo started, by PID, and removes the temporary directory.
-Exit status: 0 after a clean run, 1 if the cluster could not be started.
+The benchmarks drive a cluster with it too (``bench/adc_failover.py``).
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 
 import httpx
 
@@ -41,29 +33,6 @@ from app.adc.timers import HaproxyTimers, NodeTiming, assess
 
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
-
-
-def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
-    """The demo's options."""
-    parser.add_argument(
-        "--duration",
-        type=float,
-        default=None,
-        help="stop after this many seconds (default: run until Ctrl-C)",
-    )
-    parser.add_argument("--nodes", type=int, default=3, help="how many nodes (default 3)")
-    parser.add_argument(
-        "--haproxy",
-        default=shutil.which("haproxy") or "/usr/sbin/haproxy",
-        help="the haproxy binary (skipped when missing)",
-    )
-    parser.add_argument("--refresh", type=float, default=1.0, help="seconds between tables")
-    parser.add_argument(
-        "--restart-after",
-        type=float,
-        default=5.0,
-        help="restart a killed node after this many seconds (0: never)",
-    )
 
 
 def free_port() -> int:
@@ -333,54 +302,3 @@ def _through_vip(client: httpx.Client, port: int) -> str:
     except (httpx.HTTPError, ValueError) as exc:
         return f"no answer ({type(exc).__name__})"
     return f"{info.get('node')} ({info.get('role')})"
-
-
-def run_demo(args: argparse.Namespace) -> int:
-    """Run the demo until Ctrl-C, SIGTERM or ``--duration``. Returns the exit status."""
-    if args.nodes < 1 or args.refresh <= 0 or (args.duration is not None and args.duration <= 0):
-        print("vipmon demo: --nodes, --refresh and --duration must be positive", file=sys.stderr)
-        return 2
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    demo = Demo(Path(tempfile.mkdtemp(prefix="vipmon-demo-")))
-    try:
-        return _run(demo, args, stop)
-    finally:
-        pids = demo.stop()
-        print(
-            f"stopped {len(pids)} processes (pids {' '.join(map(str, pids)) or '-'}); "
-            f"removed {demo.workdir}",
-            flush=True,
-        )
-        shutil.rmtree(demo.workdir, ignore_errors=True)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _run(demo: Demo, args: argparse.Namespace, stop: threading.Event) -> int:
-    print(f"starting {args.nodes} nodes on the embedded store in {demo.workdir} ...", flush=True)
-    try:
-        demo.start_nodes(args.nodes)
-        if os.access(args.haproxy, os.X_OK):
-            demo.start_haproxy(args.haproxy)
-        else:
-            print(f"{args.haproxy} not found: showing the nodes without HAProxy", flush=True)
-    except StartError as exc:
-        print(f"vipmon demo: {exc}", file=sys.stderr)
-        return 1
-    tty = sys.stdout.isatty()
-    ends = time.monotonic() + args.duration if args.duration else float("inf")
-    events: list[str] = []
-    with httpx.Client(timeout=0.5) as client:
-        while not stop.is_set() and time.monotonic() < ends:
-            events = (events + demo.restart_dead(args.restart_after))[-5:]
-            text = demo.table(client)
-            if events:
-                text += "\n" + "\n".join(events)
-            print(("\x1b[H\x1b[2J" if tty else "") + text + ("" if tty else "\n"), flush=True)
-            stop.wait(min(args.refresh, max(0.0, ends - time.monotonic())))
-    return 0
