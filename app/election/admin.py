@@ -73,6 +73,7 @@ class AdminCommands:
         """Put this node in maintenance (handing over first if master), or take it out."""
         e = self.e
         key = maintenance_key(e.settings.cluster, e.settings.node_id)
+        held = e.holds_key  # only a node that held the key hands over, and says to whom
         await e.read_control()
         if enabled:
             if e.holds_key and e.control.paused:
@@ -90,13 +91,19 @@ class AdminCommands:
             # The master's own duties may already be handing over: the lock
             # makes us wait for that instead of starting a second switchover.
             async with e.handover.lock:
+                held = held or e.holds_key
                 if e.holds_key:
                     await self._hand_over_for_maintenance()
-            kv, _ = await e.store.get(e.key)
-            leader = decode_leader(kv.value) if kv is not None else None
-            if leader is not None and leader.node_id != e.settings.node_id:
-                handed_to = leader.node_id
+            handed_to = await self._successor() if held else None
         return {"node": e.settings.node_id, "maintenance": enabled, "handed_over_to": handed_to}
+
+    async def _successor(self) -> str | None:
+        """The node that holds the key now, if another: the one this node handed over to."""
+        kv, _ = await self.e.store.get(self.e.key)
+        leader = decode_leader(kv.value) if kv is not None else None
+        if leader is not None and leader.node_id != self.e.settings.node_id:
+            return leader.node_id
+        return None
 
     async def _hand_over_for_maintenance(self) -> None:
         try:
