@@ -132,8 +132,9 @@ class ThreadCommands:
     async def switchover(self, to: str | None) -> dict[str, Any]:
         return await asyncio.wrap_future(self.election.submit(self.commands.switchover(to)))
 
-    async def maintenance(self, enabled: bool) -> dict[str, Any]:
-        return await asyncio.wrap_future(self.election.submit(self.commands.maintenance(enabled)))
+    async def maintenance(self, enabled: bool, force: bool = False) -> dict[str, Any]:
+        command = self.commands.maintenance(enabled, force)
+        return await asyncio.wrap_future(self.election.submit(command))
 
     async def pause(self, paused: bool) -> dict[str, Any]:
         return await asyncio.wrap_future(self.election.submit(self.commands.pause(paused)))

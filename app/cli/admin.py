@@ -1,6 +1,6 @@
 """The admin commands, sent to one node's ``/admin`` API with a bearer token.
 
-``switchover [--to NODE]``, ``maintenance on|off``, ``pause``, ``resume`` and
+``switchover [--to NODE]``, ``maintenance on|off [--force]``, ``pause``, ``resume`` and
 ``member forget NODE`` each POST one request to ``--url`` and print the answer's
 fields as ``key=value``. The token comes from ``--token-file`` or
 ``$VIPMON_ADMIN_TOKEN``. Exit status: 0 accepted; 1 the node cannot be reached, has
@@ -46,6 +46,11 @@ def add_parsers(sub: Subparsers) -> None:
             admin.add_argument("--to", help="target node (default: the best eligible one)")
         if name == "maintenance":
             admin.add_argument("state", choices=["on", "off"])
+            admin.add_argument(
+                "--force",
+                action="store_true",
+                help="with on: go ahead even if this node is the last that could be master",
+            )
         admin.set_defaults(func=send_admin)
     member = sub.add_parser("member", help="the members the cluster keeps listed")
     forget = member.add_subparsers(dest="action", required=True).add_parser(
@@ -92,7 +97,10 @@ def _request(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     if args.command == "switchover":
         return "switchover", {"to": args.to}
     if args.command == "maintenance":
-        return "maintenance", {"enabled": args.state == "on"}
+        body: dict[str, Any] = {"enabled": args.state == "on"}
+        if args.force:  # only when asked: a node of an older version would refuse the key
+            body["force"] = True
+        return "maintenance", body
     if args.command == "member":
         return args.action, {"node": args.node}
     return args.command, {}

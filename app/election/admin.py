@@ -69,8 +69,12 @@ class AdminCommands:
             "took_ms": round(took * 1000, 1),
         }
 
-    async def maintenance(self, enabled: bool) -> dict[str, Any]:
-        """Put this node in maintenance (handing over first if master), or take it out."""
+    async def maintenance(self, enabled: bool, force: bool = False) -> dict[str, Any]:
+        """Put this node in maintenance (handing over first if master), or take it out.
+
+        Refused (before anything is written) when it would leave the cluster
+        with nobody to lead, unless ``force``: see :meth:`_refuse_last_candidate`.
+        """
         e = self.e
         key = maintenance_key(e.settings.cluster, e.settings.node_id)
         held = e.holds_key  # only a node that held the key hands over, and says to whom
@@ -78,6 +82,8 @@ class AdminCommands:
         if enabled:
             if e.holds_key and e.control.paused:
                 raise Conflict("the cluster is paused; resume it before the master's maintenance")
+            if not force:
+                await self._refuse_last_candidate()
             await e.store.put(key, json.dumps({"at": e.wall()}).encode(), 0)
         else:
             kv, _ = await e.store.get(key)
@@ -96,6 +102,31 @@ class AdminCommands:
                     await self._hand_over_for_maintenance()
             handed_to = await self._successor() if held else None
         return {"node": e.settings.node_id, "maintenance": enabled, "handed_over_to": handed_to}
+
+    async def _refuse_last_candidate(self) -> None:
+        """Conflict if this node is the last that could be master, by a fresh read.
+
+        That is: this node is the master (it believes it holds the key, or the
+        key names it) and no other member can lead; or there is no master at
+        all, this node could take the role, and no other member can.
+        """
+        e, me = self.e, self.e.settings.node_id
+        kv, _ = await e.store.get(e.key)
+        holder = decode_leader(kv.value) if kv is not None else None
+        master = e.holds_key or (holder is not None and holder.node_id == me)
+        if not master and (kv is not None or not e.eligible()):
+            return
+        if pick_target(await self._members(), exclude=me) is not None:
+            return
+        if master:
+            raise Conflict(
+                f"{me} is the master and no other node is eligible to take over; "
+                "maintenance would leave the cluster without a master (use --force)"
+            )
+        raise Conflict(
+            f"there is no master and {me} is the only node eligible to take the role; "
+            "maintenance would leave the cluster without a candidate (use --force)"
+        )
 
     async def _successor(self) -> str | None:
         """The node that holds the key now, if another: the one this node handed over to."""

@@ -39,7 +39,7 @@ class Commands(Protocol):
     """What the admin routes call; each returns a JSON-able dict."""
 
     def switchover(self, to: str | None) -> Awaitable[dict[str, Any]]: ...
-    def maintenance(self, enabled: bool) -> Awaitable[dict[str, Any]]: ...
+    def maintenance(self, enabled: bool, force: bool = False) -> Awaitable[dict[str, Any]]: ...
     def pause(self, paused: bool) -> Awaitable[dict[str, Any]]: ...
     def forget(self, node: str) -> Awaitable[dict[str, Any]]: ...
 
@@ -66,6 +66,12 @@ class SwitchoverResult(BaseModel):
 class MaintenanceRequest(BaseModel):
     model_config = _STRICT
     enabled: bool = Field(description="true: into maintenance; false: out of it.")
+    force: bool = Field(
+        default=False,
+        description="With enabled true: go ahead even if this node is the last that could "
+        "be master (the master with no eligible successor, or the only eligible node while "
+        "there is no master), which is otherwise refused with 409. Ignored with false.",
+    )
 
 
 class NoArguments(BaseModel):
@@ -129,7 +135,7 @@ def admin_router(commands: Commands) -> APIRouter:
     )
     async def maintenance(body: MaintenanceRequest, request: Request) -> Any:
         note(request, args=body.model_dump())
-        return await _forward(request, lambda: commands.maintenance(body.enabled))
+        return await _forward(request, lambda: commands.maintenance(body.enabled, body.force))
 
     @router.post("/pause", response_model=PauseResult, summary="No automatic failover")
     async def pause(request: Request, body: NoArguments | None = None) -> Any:

@@ -17,7 +17,7 @@ class _Blank:
     async def switchover(self, to: str | None) -> dict[str, Any]:
         raise NotImplementedError
 
-    async def maintenance(self, enabled: bool) -> dict[str, Any]:
+    async def maintenance(self, enabled: bool, force: bool = False) -> dict[str, Any]:
         raise NotImplementedError
 
     async def pause(self, paused: bool) -> dict[str, Any]:

@@ -33,9 +33,11 @@ class Fake:
             "switchover", to, {"from": "n1", "to": to or "n2", "term": 9, "took_ms": 12.5}
         )
 
-    async def maintenance(self, enabled):
+    async def maintenance(self, enabled, force=False):
         return await self._do(
-            "maintenance", enabled, {"node": "n1", "maintenance": enabled, "handed_over_to": None}
+            "maintenance",
+            (enabled, force),
+            {"node": "n1", "maintenance": enabled, "handed_over_to": None},
         )
 
     async def pause(self, paused):
@@ -96,10 +98,25 @@ def test_right_token_runs_the_command():
     assert fake.calls == [
         ("switchover", "n3"),
         ("switchover", None),
-        ("maintenance", True),
+        ("maintenance", (True, False)),
         ("pause", True),
         ("pause", False),
     ]
+
+
+def test_maintenance_passes_force_and_maps_its_refusal_to_409():
+    fake = Fake()
+    c = client(fake)
+    r = c.post("/admin/maintenance", json={"enabled": True, "force": True}, headers=bearer(TOKEN))
+    assert r.status_code == 200
+    reason = (
+        "n1 is the master and no other node is eligible to take over; "
+        "maintenance would leave the cluster without a master (use --force)"
+    )
+    fake.fail = Conflict(reason)
+    r = c.post("/admin/maintenance", json={"enabled": True}, headers=bearer(TOKEN))
+    assert (r.status_code, r.json()) == (409, {"detail": reason})
+    assert fake.calls == [("maintenance", (True, True)), ("maintenance", (True, False))]
 
 
 def test_forget_runs_the_command_maps_a_refusal_to_409_and_is_audited(caplog):
@@ -154,6 +171,9 @@ def test_malformed_body_is_422_json():
         ("/admin/maintenance", {"enabled": 0}, "enabled"),  # no coercion of 0 to false
         ("/admin/maintenance", {"enabled": "false"}, "enabled"),
         ("/admin/maintenance", {"enabled": True, "node": "n2"}, "node"),
+        ("/admin/maintenance", {"enabled": True, "force": 1}, "force"),
+        ("/admin/maintenance", {"enabled": True, "force": "yes"}, "force"),
+        ("/admin/maintenance", {"force": True}, "enabled"),
         ("/admin/pause", {"paused": False}, "paused"),  # /pause takes no arguments
         ("/admin/resume", {"now": True}, "now"),
         ("/admin/forget", {}, "node"),
@@ -211,7 +231,7 @@ def test_every_admin_call_leaves_one_audit_line(caplog):
     assert lines[0].arguments == {"to": "n3"}
     assert "from=n1 to=n3" in lines[0].outcome
     assert "too" in lines[1].outcome
-    assert lines[4].arguments == {"enabled": True}
+    assert lines[4].arguments == {"enabled": True, "force": False}
     assert "paused" in lines[4].outcome
     assert all(TOKEN not in r.getMessage() for r in lines)
 

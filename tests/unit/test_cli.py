@@ -91,3 +91,46 @@ def test_status_does_not_print_a_table_from_a_404(
     assert main(["status", "--url", no_admin_node]) == 1
     out, err = capsys.readouterr()
     assert out == "" and "answered 404" in err
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    """Answers every POST with 200 and keeps (path, body) on the server."""
+
+    def do_POST(self) -> None:
+        raw = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.seen.append((self.path, json.loads(raw)))  # type: ignore[attr-defined]
+        body = json.dumps({"node": "n1", "maintenance": True, "handed_over_to": None}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_maintenance_on_force_asks_the_node_to_force_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    server.seen = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    token = tmp_path / "token"
+    token.write_text("secret\n")
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    common = ["--url", url, "--token-file", str(token), "--timeout", "5"]
+    try:
+        assert main(["maintenance", "on", *common]) == 0
+        assert main(["maintenance", "on", "--force", *common]) == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert server.seen == [  # type: ignore[attr-defined]
+        ("/admin/maintenance", {"enabled": True}),  # as before: any node version takes it
+        ("/admin/maintenance", {"enabled": True, "force": True}),
+    ]
+    assert (
+        capsys.readouterr().out.splitlines()[-1] == "node=n1 maintenance=True handed_over_to=None"
+    )

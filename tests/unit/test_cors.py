@@ -34,7 +34,7 @@ class Holder:
     async def switchover(self, to):
         return {"from": "n1", "to": "n2", "term": 2, "took_ms": 1.0}
 
-    async def maintenance(self, enabled):
+    async def maintenance(self, enabled, force=False):
         return {"node": "n1", "maintenance": enabled, "handed_over_to": None}
 
     async def pause(self, paused):

@@ -32,7 +32,7 @@ class Holder:
     async def switchover(self, to):
         raise NotImplementedError
 
-    async def maintenance(self, enabled):
+    async def maintenance(self, enabled, force=False):
         raise NotImplementedError
 
     async def pause(self, paused):
