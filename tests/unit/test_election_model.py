@@ -748,7 +748,6 @@ class ElectionModel(RuleBasedStateMachine):
         record = Switchover(holder.node_id if holder else "n1", to, term)
         data.put(key, record.encode() if name == "switchover" else b"{}", 0)
 
-
     @rule()
     def compaction(self) -> None:
         """The store's old revisions are compacted (or no longer): from now on a delete's
@@ -756,9 +755,7 @@ class ElectionModel(RuleBasedStateMachine):
         self.world.data.prev_kv = not self.world.data.prev_kv
         event(f"deletes with prev_kv: {self.world.data.prev_kv}")
 
-    @precondition(
-        lambda self: SWITCHOVER_KEY in self.world.data.keys and running(None)(self)
-    )
+    @precondition(lambda self: SWITCHOVER_KEY in self.world.data.keys and running(None)(self))
     @rule(data=st.data(), crash=st.booleans(), hold=HOLDS)
     def target_stops(self, data: st.DataObject, crash: bool, hold: Hold) -> None:
         """The node a switchover record names stops (SIGTERM) or crashes, mid-switchover."""

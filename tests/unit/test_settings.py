@@ -251,6 +251,8 @@ def test_run_with_the_token_variable_and_the_file_flag_logs_one_info_line(tmp_pa
     assert lines[-1].startswith("vipmon: invalid setting 'port': cannot listen on")
     notes = [line for line in lines if "VIPMON_ADMIN_TOKEN" in line]
     assert len(notes) == 1 and " INFO " in notes[0]
-    assert notes[0].endswith("VIPMON_ADMIN_TOKEN is ignored: --admin-token-file is given "
-                             "(flags beat the environment, which beats the config file)")
+    assert notes[0].endswith(
+        "VIPMON_ADMIN_TOKEN is ignored: --admin-token-file is given "
+        "(flags beat the environment, which beats the config file)"
+    )
     assert TOKEN_B not in proc.stderr and TOKEN_A not in proc.stderr
