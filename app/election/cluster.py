@@ -84,6 +84,9 @@ class ClusterSteps:
     member_lease: int | None = None
     #: Another live process's record under our node id, while there is one.
     id_taken_by: Member | None = None
+    #: The member records as :meth:`refresh_members` last read them, or None when that
+    #: read failed: the roster's upkeep works from them rather than reading them again.
+    member_kvs: tuple[KeyValue, ...] | None = None
 
     @property
     def in_maintenance(self) -> bool:
@@ -205,11 +208,13 @@ class ClusterSteps:
 
     async def refresh_members(self) -> bool:
         """Read every member record; rewrite ours if it is missing or out of date."""
+        self.member_kvs = None
         try:
             kvs, _ = await self.store.get_prefix(members_prefix(self.settings.cluster))
         except StoreError as exc:
             self.store_failed("list members", exc)
             return False
+        self.member_kvs = tuple(kvs)
         members = []
         for kv in kvs:
             member = decode_member(kv.value)

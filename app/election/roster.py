@@ -15,7 +15,7 @@ refused while its member record exists) or it has been missing for
 **One writer.** Only the master writes roster records, in
 :meth:`Roster.refresh` (the members loop, when a member or roster key
 changed, every few seconds otherwise, and soon after the node became master):
-it reads the member records itself, then creates the record of a member it
+from the member records that loop has just read, it creates the record of a member it
 sees for the first time (guarded by that member record's ``create_revision``,
 so a member that is gone by then is not listed again), puts its URL when it
 changed, sets ``missing_since`` when the member record is gone and clears it
@@ -39,7 +39,6 @@ from app.election.records import (
     decode_member,
     json_object,
     member_key,
-    members_prefix,
     wall_time,
 )
 from app.errors import Conflict, StoreError
@@ -159,14 +158,13 @@ class Roster:
         self.e.note_peers([Member(x.node_id, x.url) for x in entries])
 
     async def _keep(self) -> bool:
-        """The master's upkeep, from a fresh read of the member records: at most
-        ``_WRITES_MAX`` writes, each one store call. False on a store error."""
-        e, term = self.e, self.e.term
-        try:
-            kvs, _ = await e.store.get_prefix(members_prefix(e.settings.cluster))
-        except StoreError as exc:
-            e.store_failed("read members for the roster", exc)
-            return False
+        """The master's upkeep, from the member records as the members loop just read
+        them (:attr:`~app.election.cluster.ClusterSteps.member_kvs`): at most
+        ``_WRITES_MAX`` writes, each one store call. False when that read failed or on
+        a store error."""
+        e, term, kvs = self.e, self.e.term, self.e.member_kvs
+        if kvs is None:
+            return False  # refresh_members reported the store error
         live = {m.node_id: (m, kv) for kv in kvs if (m := decode_member(kv.value)) is not None}
         now = e.wall()
         writes: list[Write] = []

@@ -207,6 +207,7 @@ def test_a_member_gone_between_the_masters_read_and_its_write_is_not_listed():
         if op == "acquire" and member_key("vipmon", "n2") in w.data.keys:
             w.data.drop_lease(w.nodes[1].lease_id)
 
+    assert run(master.refresh_members())  # the members loop's read, n2 still there
     master.store.on_call = vanish
     assert run(master.roster.refresh())
     assert "n2" not in w.roster()
@@ -276,3 +277,13 @@ def test_an_end_record_s_earliest_end_is_a_wall_time_or_left_out(value: object):
     end = decode_end(json.dumps({**template, "ended_earliest": value}, allow_nan=True).encode())
     assert end is not None
     assert end.ended_earliest is None or 0 <= end.ended_earliest <= end.ended
+
+
+def test_the_masters_upkeep_reads_the_members_once_per_round():
+    w = World()
+    master = w.start()
+    w.round()  # the roster is up to date: nothing to write
+    master.store.calls.clear()
+    run(master.refresh_members())
+    assert run(master.roster.refresh())
+    assert master.store.calls == ["get_prefix", "get_prefix"]  # members, roster
