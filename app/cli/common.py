@@ -21,6 +21,7 @@ from typing import NoReturn, TypeAlias
 from app.errors import SettingsError
 from app.http.tls import client_context
 from app.settings import base_url
+from app.status import DEFAULT_URL
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -28,7 +29,8 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 """A bad flag or setting, named in one line on stderr."""
 
-DEFAULT_NODE_URL = "http://127.0.0.1:8700"
+#: The node a command asks when no ``--url`` is given (the one default, in app.status).
+DEFAULT_NODE_URL = DEFAULT_URL
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[OneLineParser]"
 """What ``add_subparsers`` returns: each command module adds its parsers to it."""
