@@ -72,3 +72,14 @@ class Conflict(VipmonError):
 
 class SwitchoverFailed(Conflict):
     """A switchover could not start or did not finish in time; the message says why."""
+
+
+class FenceError(VipmonError):
+    """The kernel fence could not be read or changed; the message is nft's own.
+
+    A node whose fence fails is negative (see :mod:`app.fence`).
+    """
+
+
+class FenceUnavailable(FenceError):
+    """This host cannot run the fence at all: no libnftables, or no CAP_NET_ADMIN."""

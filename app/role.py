@@ -10,6 +10,7 @@ a negative answer on its own.
 from __future__ import annotations
 
 import enum
+import math
 import threading
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -116,6 +117,10 @@ class Snapshot:
     holds_key: bool = False
     term: int = 0
     lease_valid_until: float = 0.0
+    #: With a kernel fence: until when the kernel surely lets new connections in
+    #: (``inf`` without a fence), and why the fence failed, if it did.
+    fence_until: float = math.inf
+    fence_error: str | None = None
     store_ok_until: float = 0.0
     store_reachable: bool = False
     leader_id: str | None = None
@@ -150,12 +155,15 @@ class Snapshot:
         return self.shutting_down or (self.stop_flag is not None and self.stop_flag.is_set())
 
     def is_master(self, now: float) -> bool:
-        """Positive only while we hold the key and our lease deadline is ahead."""
+        """Positive only while we hold the key, our lease deadline is ahead and, with
+        a fence, the kernel still lets new connections in."""
         return (
             self.holds_key
             and not self.draining
             and not self.stopping
             and now < self.lease_valid_until
+            and now < self.fence_until
+            and self.fence_error is None
         )
 
     def role_at(self, now: float) -> Role:

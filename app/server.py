@@ -27,7 +27,10 @@ from app.election.barrier import ProbeBarrier
 from app.election.elector import Elector
 from app.election.records import leader_key
 from app.election.thread import ElectionThread
-from app.errors import SettingsError, StoreError
+from app.errors import FenceError, SettingsError, StoreError
+from app.fence.fence import Fence, NoFence
+from app.fence.kernel import Libnftables
+from app.fence.rules import table_name
 from app.hooks import HookRunner
 from app.http.admin import AdminToken
 from app.http.app import create_app
@@ -35,6 +38,7 @@ from app.http.protocol import ProbeProtocol
 from app.http.tls import ServerTls, TlsFiles
 from app.metrics import Metrics
 from app.probe.agent import AgentCheckServer
+from app.probe.tcp_monitor import TcpMonitor
 from app.role import Role, Transition
 from app.settings import Settings
 from app.store.base import Store
@@ -82,6 +86,34 @@ def open_store(settings: Settings) -> Store:
         asyncio.run(store.close())
         raise SettingsError("state_dir", str(exc)) from exc
     return store
+
+
+def open_fence(settings: Settings, clock: MonotonicClock) -> Fence | NoFence:
+    """The kernel fence the settings ask for, installed closed. SettingsError if it cannot be:
+    a node asked to fence never runs unfenced."""
+    if not settings.fence_port:
+        return NoFence()
+    ports = settings.fenced_ports
+    try:
+        fence = Fence(
+            Libnftables(),
+            clock,
+            table_name(settings.cluster),
+            ports,
+            established=settings.fence_established == "reset",
+        )
+        fence.install()
+    except FenceError as exc:
+        raise SettingsError(
+            "fence_port", f"cannot fence {','.join(map(str, ports))}: {exc}"
+        ) from exc
+    log.info(
+        "fence: table inet %s holds ports %s closed until this node is master (established: %s)",
+        table_name(settings.cluster),
+        ",".join(map(str, ports)),
+        settings.fence_established,
+    )
+    return fence
 
 
 def raise_open_file_limit() -> None:
@@ -200,17 +232,29 @@ def serve(settings: Settings) -> int:
     raise_open_file_limit()
     files = TlsFiles.from_settings(settings)
     tls = ServerTls(files) if files is not None else None
+    clock = MonotonicClock()
+    fence = open_fence(settings, clock)
     store = open_store(settings)
     sock = listen_socket(settings)
-    clock = MonotonicClock()
     check = CheckRunner(settings, clock)
     hooks = HookRunner(settings)
     barrier = ProbeBarrier()
-    elector = Elector(settings, store, clock, check=lambda: check.state, barrier=barrier)
+    elector = Elector(
+        settings, store, clock, check=lambda: check.state, barrier=barrier, fence=fence
+    )
     metrics = Metrics(elector, clock, check_state=lambda: check.state)
     live_window = max(3.0, 2.0 * settings.lease_ttl)
     systemd = Systemd.from_environ(lambda: elector.heartbeat, clock, max_stale=live_window)
-    elector.observers = (metrics, HookObserver(hooks), systemd.observer)
+    tcp_monitor = (
+        TcpMonitor(
+            elector, clock, settings.host, settings.tcp_monitor_port, fenced=fence.configured
+        )
+        if settings.tcp_monitor_port is not None
+        else None
+    )
+    elector.observers = (metrics, HookObserver(hooks), systemd.observer) + (
+        (tcp_monitor,) if tcp_monitor is not None else ()
+    )
     election = ElectionThread(elector)
     token_value = settings.read_admin_token()
     token = AdminToken(token_value) if token_value else None
@@ -233,8 +277,11 @@ def serve(settings: Settings) -> int:
     hooks.submit(Role.UNKNOWN, Role.UNKNOWN, 0, "starting")  # drops a VIP left by a crash
     check.start()
     try:
-        asyncio.run(_serve(server, election, sock, settings, systemd, tls, token, barrier))
+        asyncio.run(
+            _serve(server, election, sock, settings, systemd, tls, token, barrier, tcp_monitor)
+        )
     finally:
+        fence.close()  # the election has ended: the ports stay refused after exit
         systemd.close()
         sock.close()
         check.stop(settings.check_timeout + 1.0)
@@ -333,9 +380,16 @@ async def _serve(
     tls: ServerTls | None,
     token: AdminToken | None,
     barrier: ProbeBarrier,
+    tcp_monitor: TcpMonitor | None = None,
 ) -> None:
     barrier.bind(asyncio.get_running_loop())  # probes and the agent-check are served here
     agent = await _start_agent(settings, election.elector)
+    if tcp_monitor is not None:
+        try:
+            await tcp_monitor.start()
+        except OSError as exc:
+            port = tcp_monitor.port
+            raise _listen_error("tcp_monitor_port", settings.host, port, exc) from exc
     election.start()
     loop = asyncio.get_running_loop()
     stop_timeout = settings.drain_time + 2.0 * settings.lease_ttl
@@ -368,3 +422,5 @@ async def _serve(
             election.stop(stop_timeout)
         if agent is not None:
             await agent.close()
+        if tcp_monitor is not None:
+            await tcp_monitor.close()

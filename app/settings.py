@@ -137,6 +137,24 @@ class Settings(BaseSettings):
         default="all", description="Client certificate needed on every path, or on /admin only."
     )
 
+    # The kernel fence (app.fence): only the lease holder accepts these ports.
+    fence_port: Annotated[list[int], NoDecode] = Field(
+        default=[],
+        description="TCP port only the master accepts, by nftables (repeatable); default none.",
+    )
+    fence_established: Literal["reset", "keep"] = Field(
+        default="reset",
+        description="Established connections to a fenced port when the lease goes: "
+        "reset them, or keep them (giving up the guarantee for them).",
+    )
+    tcp_monitor_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="TCP port that accepts connections only on the master "
+        "(for load balancers that can only connect).",
+    )
+
     _set_aside: tuple[str, ...] = PrivateAttr(default=())
 
     @property
@@ -158,6 +176,25 @@ class Settings(BaseSettings):
             raise ValueError("at least one endpoint is needed")
         return [base_url(url) for url in value]
 
+    @field_validator("fence_port", mode="before")
+    @classmethod
+    def _split_ports(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            for part in value:
+                if isinstance(part, str) and not part.isdigit():
+                    raise ValueError(f"{part!r} is not a port number")
+        return value
+
+    @field_validator("fence_port")
+    @classmethod
+    def _check_ports(cls, value: list[int]) -> list[int]:
+        for port in value:
+            if not 0 < port < 65536:
+                raise ValueError(f"{port} is not a port in 1-65535")
+        return sorted(set(value))
+
     @field_validator("allow_cidr", "trusted_proxy", mode="before")
     @classmethod
     def _split_cidrs(cls, value: Any) -> Any:
@@ -177,9 +214,7 @@ class Settings(BaseSettings):
     @field_validator("node_id", "cluster")
     @classmethod
     def _check_name(cls, value: str) -> str:
-        if not value or len(value) > 63 or not set(value) <= _NODE_ID_CHARS:
-            raise ValueError("use 1 to 63 characters from A-Z a-z 0-9 . _ -")
-        return value
+        return check_name(value)
 
     @field_validator("advertise_url", "check_http")
     @classmethod
@@ -216,7 +251,27 @@ class Settings(BaseSettings):
         if (self.etcd_cert_file is None) != (self.etcd_key_file is None):
             raise ValueError("etcd_cert_file: a client certificate needs etcd_key_file too")
         self._check_tls()
+        self._check_fence()
         return self
+
+    def _check_fence(self) -> None:
+        own = {"port": self.port, "agent_port": self.agent_port}
+        for name, port in own.items():
+            if port in self.fence_port:
+                raise ValueError(
+                    f"fence_port: {port} is the {name}; a fenced API would refuse the "
+                    "load balancer's probes on every standby"
+                )
+            if port is not None and port == self.tcp_monitor_port:
+                raise ValueError(f"tcp_monitor_port: {port} is already the {name}")
+
+    @property
+    def fenced_ports(self) -> tuple[int, ...]:
+        """Every port the fence holds: ``fence_port``, and the TCP monitor port with them."""
+        if not self.fence_port:
+            return ()
+        extra = [self.tcp_monitor_port] if self.tcp_monitor_port is not None else []
+        return tuple(sorted({*self.fence_port, *extra}))
 
     def _check_tls(self) -> None:
         if self.tls_cert_file is not None and self.tls_key_file is None:
@@ -279,6 +334,13 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings)
+
+
+def check_name(value: str) -> str:
+    """A node id or cluster name, or ValueError saying which characters it may use."""
+    if not value or len(value) > 63 or not set(value) <= _NODE_ID_CHARS:
+        raise ValueError("use 1 to 63 characters from A-Z a-z 0-9 . _ -")
+    return value
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

@@ -34,7 +34,7 @@ def add_parser(sub: Subparsers) -> None:
             run.add_argument(
                 _flag(name), dest=name, action="store_const", const="true", help=help_text
             )
-        elif name in ("allow_cidr", "trusted_proxy"):
+        elif name in ("allow_cidr", "trusted_proxy", "fence_port"):
             run.add_argument(_flag(name), dest=name, action="append", help=help_text)
         else:
             run.add_argument(_flag(name), dest=name, default=None, help=help_text)

@@ -37,6 +37,7 @@ from app.election.records import (
     members_prefix,
 )
 from app.errors import StoreError
+from app.fence.fence import Fence, NoFence
 from app.role import Member
 from app.settings import Settings
 from app.store.base import EventKind, KeyValue, Store, WatchEvent
@@ -75,6 +76,7 @@ class ClusterSteps:
     check: Callable[[], CheckView]
     wall: Callable[[], float]
     history: History
+    fence: Fence | NoFence
     #: History records to write, oldest first (key, value); the history loop writes them.
     history_writes: deque[tuple[str, bytes]]
     history_hint: asyncio.Event
@@ -100,6 +102,7 @@ class ClusterSteps:
             and not self.in_maintenance
             and self.check().ok
             and self.id_taken_by is None
+            and self.fence.error is None
         )
 
     def publish(self, reason: str) -> None:

@@ -43,6 +43,7 @@ from app.election.records import (
 )
 from app.election.roster import Roster
 from app.errors import StoreError
+from app.fence.fence import Fence, NoFence
 from app.role import Member, Role, Snapshot, Transition
 from app.settings import Settings
 from app.store.base import EventKind, KeyValue, Store, WatchEvent
@@ -107,8 +108,11 @@ class Elector(ClusterSteps):
         check: Callable[[], CheckView] | None = None,
         observers: tuple[Observer, ...] = (),
         barrier: Barrier | None = None,
+        fence: Fence | NoFence | None = None,
     ) -> None:
         self.settings = settings
+        #: The kernel fence (app.fence): its permissions follow the lease, set in publish.
+        self.fence: Fence | NoFence = fence or NoFence()
         self.check = check or _NoCheck
         self.observers = observers
         #: A planned release passes it before it deletes the key (app.election.barrier).
@@ -158,6 +162,7 @@ class Elector(ClusterSteps):
 
     def publish(self, reason: str) -> None:
         """Replace the snapshot; log and report a role change with ``reason``."""
+        self._sync_fence()
         now = self.clock.now()
         check = self.check()
         snap = Snapshot(
@@ -169,6 +174,8 @@ class Elector(ClusterSteps):
             holds_key=self.holds_key,
             term=self.term if self.holds_key else self.leader_term,
             lease_valid_until=self.deadline.valid_until,
+            fence_until=self.fence.open_until,
+            fence_error=self.fence.error,
             store_ok_until=self.store_ok_until,
             store_reachable=self.store_reachable,
             leader_id=self.leader.node_id if self.leader else None,
@@ -217,6 +224,24 @@ class Elector(ClusterSteps):
                 observer.transition(self.last_transition, snap.term)
         self.snapshot = snap
 
+    def _sync_fence(self) -> None:
+        """Let the kernel hold what the node may do now, before the snapshot says so.
+
+        New connections: while we hold the key on a valid lease, neither releasing
+        nor stopping. Established ones: the same, and through a release's drain.
+        A grant happens before the snapshot that turns the node positive is
+        published, and every permission ends before the lease deadline.
+        """
+        if not self.fence.configured:
+            return
+        held = self.holds_key and self.deadline.valid(self.clock.now())
+        new = held and not self.handover.releasing and not self._stop.is_set()
+        self.fence.sync(new, held and not self.handover.drained, self.deadline.valid_until)
+
+    def fence_closed(self) -> bool:
+        """The kernel confirmed every permission closed (always so without a fence)."""
+        return self.fence.closed
+
     def tick(self) -> float:
         """Re-evaluate the role at now: logs a transition caused by time alone.
 
@@ -228,7 +253,8 @@ class Elector(ClusterSteps):
         if self.lease_id is not None and self.member_record() not in self.members:
             self.members_hint.set()  # our check, maintenance or eligibility changed
         now, snap = self.clock.now(), self.snapshot
-        ahead = [t - now for t in (snap.lease_valid_until, snap.store_ok_until) if t > now]
+        deadlines = (snap.lease_valid_until, snap.store_ok_until, snap.fence_until)
+        ahead = [t - now for t in deadlines if now < t < math.inf]
         return min([_TICK_MAX, *(t + _TICK_SLACK for t in ahead)])
 
     # -- bookkeeping ------------------------------------------------------
@@ -362,6 +388,11 @@ class Elector(ClusterSteps):
         if lease_id is None:
             return True
         t_send = self.clock.now()
+        if self.holds_key and self.fence.error is not None:
+            # Not revoked: the key must outlive the kernel's permission, which ends
+            # before the deadline; the store expires it after that, with the margin.
+            self.lease_lost(f"the fence failed ({self.fence.error}); the lease is abandoned")
+            return True
         if not deadline.valid(t_send):
             self.lease_lost("lease deadline passed without a confirmed renewal; giving it up")
             await self._revoke_quietly(lease_id)

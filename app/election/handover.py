@@ -11,7 +11,10 @@ failback) or the resignation on SIGTERM. All of them run one protocol,
    in any case), and :meth:`~app.election.elector.Elector.campaign` refuses
    to run, so no new term can be won in the middle of a release.
 3. **Drain** for ``drain_time``: the key is kept and the lease renewed, so an
-   ADC that reads ``DRAINING`` stops new connections while old ones finish.
+   ADC that reads ``DRAINING`` stops new connections while old ones finish. With
+   a kernel fence (:mod:`app.fence`) new connections are refused from step 2, and
+   established ones from the end of the drain; the key is deleted only once the
+   kernel confirmed both closed.
 4. **Settle** for ``settle_time``, then pass the **release barrier**
    (:mod:`app.election.barrier`): a round trip through the loop that serves
    probes, so that every positive answer computed before step 2 has been
@@ -86,6 +89,8 @@ class Handover:
         self.e = elector
         #: The term being released, or None. Written here only.
         self.releasing_term: int | None = None
+        #: The release's drain is over: established connections are refused too.
+        self.drained = False
         self.lock = asyncio.Lock()
 
     @property
@@ -118,6 +123,17 @@ class Handover:
                 writing = asyncio.create_task(e.write_history(*record))
             if drain > 0:
                 await e.clock.sleep(drain)
+            if owner:
+                self.drained = True
+                e.publish(f"drain of term {term} ended")
+            if not e.fence_closed():
+                log.warning(
+                    "releasing term %d: the fence did not close (%s); letting the lease expire",
+                    term,
+                    e.fence.error,
+                )
+                self._abandon(term, reason)
+                return False
             await e.clock.sleep(e.settings.settle_time)
             if writing is not None and not await writing:
                 e.queue_history(*record)  # the store failed: the history loop tries again
@@ -138,7 +154,7 @@ class Handover:
             if writing is not None and not writing.done():
                 writing.cancel()
             if owner:
-                self.releasing_term = None
+                self.releasing_term, self.drained = None, False
                 e.publish(f"release of term {term} ended")
 
     def _abandon(self, term: int, reason: str) -> None:
