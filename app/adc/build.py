@@ -9,10 +9,12 @@ Timers that would let the ADC hold two servers UP at once are refused unless
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import math
 import shlex
 from collections.abc import Callable
 
-from app.adc import f5, haproxy, nginx
+from app.adc import caddy, f5, haproxy, nginx
 from app.adc.model import (
     AdcError,
     AdcNode,
@@ -23,20 +25,24 @@ from app.adc.model import (
     require_ip,
 )
 from app.adc.timers import (
+    CADDY_PROFILES,
     HAPROXY_PROFILES,
     NGINX_PLUS_PROFILES,
+    ROUND_TRIP_ALLOWANCE,
     Assessment,
+    CaddyTimers,
     F5Timers,
     HaproxyTimers,
     NginxPlusTimers,
     NodeTiming,
     assess,
     f5_profile,
+    fenced_lines,
     passive_lines,
 )
 
 STATE_FILE = "/var/lib/haproxy/vipmon-servers.state"
-TARGETS = ("haproxy", "haproxy-state", "f5", "nginx-plus", "nginx")
+TARGETS = ("haproxy", "haproxy-state", "f5", "nginx-plus", "nginx", "caddy")
 
 # Which target-specific options each target takes (the rest must stay unset).
 _HAPROXY = {
@@ -55,6 +61,7 @@ _HAPROXY = {
     "stats_socket",
     "state_file",
     "host_header",
+    "fenced",
 }
 _TLS = {"tls", "ca_file", "tls_server_name", "client_cert", "client_key"}
 APPLIES = {
@@ -63,7 +70,17 @@ APPLIES = {
     "f5": {"profile", "interval", "timeout", "time_until_up", "partition", "host_header"} | _TLS,
     "nginx-plus": {"profile", "interval", "jitter", "rise", "fall", "timeout", "host_header"}
     | _TLS,
-    "nginx": {"connect_timeout", "tries"},
+    "nginx": {"connect_timeout", "tries", "fenced"},
+    "caddy": {
+        "profile",
+        "interval",
+        "timeout",
+        "connect_timeout",
+        "try_duration",
+        "try_interval",
+        "host_header",
+        "fenced",
+    },
 }
 SPECIFIC = set().union(*APPLIES.values())
 _HOST_HEADER_CHARS = frozenset(
@@ -104,7 +121,13 @@ def _whole(args: argparse.Namespace, dest: str, default: int, least: int) -> int
 
 def _check_applies(args: argparse.Namespace) -> None:
     if args.target == "nginx" and args.tls:
-        raise AdcError("--tls", "does not apply to nginx: the passive pattern never checks vipmon")
+        raise AdcError("--tls", "does not apply to nginx: its patterns never check vipmon")
+    if args.target == "caddy" and args.tls:
+        raise AdcError(
+            "--tls",
+            "does not apply to caddy: its checks share the upstream transport, so TLS to "
+            "the monitor port would apply to the VIP traffic too",
+        )
     for dest in sorted(SPECIFIC - APPLIES[args.target]):
         if getattr(args, dest) is not None:
             raise AdcError(_flag(dest), f"does not apply to {args.target}")
@@ -123,8 +146,15 @@ def _node_timing(args: argparse.Namespace) -> NodeTiming:
     return timing
 
 
-def _refuse_overlap(args: argparse.Namespace, figures: Assessment, timer_flag: str) -> None:
-    if not figures.safe and not args.allow_overlap:
+def _refuse_overlap(
+    args: argparse.Namespace, figures: Assessment, timer_flag: str, hint: str = ""
+) -> None:
+    """Exit 2 on timers that can hold two servers UP, unless --allow-overlap or --fenced.
+
+    Behind the fence two servers UP at the ADC cannot make two nodes serve: a node
+    without the lease refuses the connection, so the figures only inform.
+    """
+    if not figures.safe and not args.allow_overlap and not args.fenced:
         how_long = (
             f"for up to {figures.overlap:g} s"
             if figures.overlap > 0
@@ -133,8 +163,19 @@ def _refuse_overlap(args: argparse.Namespace, figures: Assessment, timer_flag: s
         raise AdcError(
             timer_flag,
             f"these timers let the ADC hold two servers UP {how_long}; change the "
-            "timers (see the figures with --allow-overlap) or pass --allow-overlap",
+            f"timers{hint} (see the figures with --allow-overlap) or pass --allow-overlap",
         )
+
+
+def _figures(args: argparse.Namespace, figures: Assessment) -> Assessment:
+    """``figures``, with a last line that says what an overlap means behind the fence."""
+    if not args.fenced:
+        return figures
+    note = (
+        "Fenced (--fenced): two servers UP at the ADC never make two nodes serve; a node"
+        " without the lease refuses, and the connection is retried on the next one."
+    )
+    return dataclasses.replace(figures, lines=(*figures.lines, note))
 
 
 def _host_header(args: argparse.Namespace) -> str:
@@ -228,6 +269,7 @@ def _haproxy_config(args: argparse.Namespace, nodes: tuple[AdcNode, ...]) -> hap
         agent_port=args.agent_port,
         agent_inter=_positive(args, "agent_interval", interval),
         tls=_tls(args, separate_key=False),
+        fenced=bool(args.fenced),
     )
 
 
@@ -244,7 +286,7 @@ def _build_haproxy(
     config = _haproxy_config(args, nodes)
     figures = assess(config.timers, node)
     _refuse_overlap(args, figures, "--rise")
-    return haproxy.render(config, figures, command)
+    return haproxy.render(config, _figures(args, figures), command)
 
 
 def _build_f5(
@@ -324,7 +366,7 @@ def _build_nginx(
             f"{tries} is fewer than the {len(nodes)} nodes: a request "
             "could be turned away by every standby it tries and miss the master",
         )
-    connect = _positive(args, "connect_timeout", 1.0)
+    connect = _positive(args, "connect_timeout", 0.5 if args.fenced else 1.0)
     config = nginx.NginxConfig(
         parse_endpoint(args.vip, "--vip"),
         nodes,
@@ -332,7 +374,71 @@ def _build_nginx(
         connect_timeout=connect,
         tries=tries,
     )
+    if args.fenced:
+        figures = fenced_lines(node, nginx.FENCED_FAIL_TIMEOUT, connect)
+        return nginx.render_fenced(config, figures, command)
     return nginx.render_passive(config, passive_lines(node, tries, connect), command)
+
+
+def _health_port(nodes: tuple[AdcNode, ...]) -> int | None:
+    """Caddy's one ``health_port`` for every node, or None where it is each app port."""
+    ports = {n.monitor_port for n in nodes}
+    if len(ports) > 1:
+        raise AdcError(
+            "--node",
+            f"Caddy's health_port is one port for every node; the nodes use {sorted(ports)}",
+        )
+    port = ports.pop()
+    return None if all(n.app.port == port for n in nodes) else port
+
+
+def _build_caddy(
+    args: argparse.Namespace, nodes: tuple[AdcNode, ...], node: NodeTiming, command: str
+) -> str:
+    base = CADDY_PROFILES[_profile(args)]
+    timers = CaddyTimers(
+        _positive(args, "interval", base.interval),
+        _positive(args, "timeout", base.timeout),
+        _positive(args, "connect_timeout", base.dial_timeout),
+    )
+    figures = assess(timers, node)
+    least = timers.interval + ROUND_TRIP_ALLOWANCE
+    hint = (
+        f", run the nodes with --settle-time and --lease-margin of at least {least:g} s "
+        "and give them here, or fence the cluster (--fenced)"
+    )
+    _refuse_overlap(args, figures, "--interval", hint)
+    # Default: the worst crash failover, rounded up to whole seconds, so that a request
+    # arriving while no node is master waits for the new one.
+    try_duration = _positive(args, "try_duration", float(math.ceil(figures.failover)))
+    vip = parse_endpoint(args.vip, "--vip")
+    if vip.port == 443:
+        raise AdcError(
+            "--vip",
+            "the Caddyfile serves plain HTTP, and Caddy refuses http:// on port 443; give "
+            "another port (for HTTPS at Caddy, put your domain in the site address)",
+        )
+    config = caddy.CaddyConfig(
+        vip,
+        nodes,
+        timers,
+        try_duration,
+        _positive(args, "try_interval", 0.1),
+        fenced=bool(args.fenced),
+        health_port=_health_port(nodes),
+        host_header=_host_header(args),
+    )
+    return caddy.render(config, _figures(args, figures).lines, command)
+
+
+def _check_fenceable(nodes: tuple[AdcNode, ...]) -> None:
+    for n in nodes:
+        if n.app.port == n.monitor_port:
+            raise AdcError(
+                "--node",
+                f"{n.name}: with --fenced the application port cannot be vipmon's monitor "
+                f"port {n.monitor_port} (vipmon does not fence its own port)",
+            )
 
 
 _BUILDERS: dict[str, Callable[[argparse.Namespace, tuple[AdcNode, ...], NodeTiming, str], str]]
@@ -342,6 +448,7 @@ _BUILDERS = {
     "f5": _build_f5,
     "nginx-plus": _build_nginx_plus,
     "nginx": _build_nginx,
+    "caddy": _build_caddy,
 }
 
 
@@ -354,4 +461,6 @@ def build(args: argparse.Namespace) -> str:
     if not 1 <= monitor_port <= 65535:
         raise AdcError("--monitor-port", f"{monitor_port} is not a port number (1-65535)")
     nodes = parse_nodes(args.node, monitor_port)
+    if args.fenced:
+        _check_fenceable(nodes)
     return _BUILDERS[args.target](args, nodes, _node_timing(args), command_line(args))

@@ -52,6 +52,7 @@ class HaproxyConfig:
     agent_port: int | None = None
     agent_inter: float = 1.0
     tls: TlsCheck | None = None
+    fenced: bool = False
 
     @property
     def backend(self) -> str:
@@ -149,6 +150,27 @@ def _timer_notes(config: HaproxyConfig, state_command: str) -> list[str]:
     return notes
 
 
+def _fenced_notes(config: HaproxyConfig) -> list[str]:
+    if not config.fenced:
+        return []
+    return [
+        "",
+        "Fenced cluster (vipmon run --fence-port on every node): a node without the master",
+        "lease refuses new connections to the application port with a TCP reset and, with",
+        "--fence-established reset, resets the established ones; two nodes never serve at",
+        "once, whatever HAProxy shows. The /monitor checks stay: they keep traffic on the",
+        "master without a refused connection per request. While HAProxy still shows the",
+        "old master UP, a connection it refuses is tried again (`retries`), each retry on",
+        "another UP server (`option redispatch 1`); with no other server UP the retries",
+        "wait min(timeout connect, 1s) between them and the client gets the error once",
+        f"they are spent. retries {_fenced_retries(config)}: one per node.",
+    ]
+
+
+def _fenced_retries(config: HaproxyConfig) -> int:
+    return len(config.nodes)
+
+
 def _check_lines(config: HaproxyConfig) -> list[str]:
     lines = [
         "    option httpchk",
@@ -161,6 +183,12 @@ def _check_lines(config: HaproxyConfig) -> list[str]:
     if config.check == "drain":
         lines.append("    http-check expect ! string ROLE=DRAINING error-status L7OKC")
     return lines
+
+
+def _retry_lines(config: HaproxyConfig) -> list[str]:
+    if not config.fenced:
+        return []
+    return ["    option redispatch 1", f"    retries {_fenced_retries(config)}"]
 
 
 def _default_server(config: HaproxyConfig) -> str:
@@ -193,11 +221,13 @@ def render(config: HaproxyConfig, figures: Assessment, command: str) -> str:
     """The full haproxy.cfg text, figures included as comments."""
     t = config.timers
     lines = header(
-        f"vipmon: HAProxy 2.2+ config for the VIP {config.vip} ({config.check} check style).",
+        f"vipmon: HAProxy 2.2+ config for the VIP {config.vip} ({config.check} check style"
+        f"{', fenced' if config.fenced else ''}).",
         command,
         [
             *_STYLE_NOTES[config.check],
             *_tls_notes(config),
+            *_fenced_notes(config),
             "",
             *_timer_notes(config, state_command(command)),
         ],
@@ -225,6 +255,7 @@ def render(config: HaproxyConfig, figures: Assessment, command: str) -> str:
         "",
         f"backend {config.backend}",
         *_check_lines(config),
+        *_retry_lines(config),
         _default_server(config),
     ]
     lines += [f"    server {n.name} {n.app} port {n.monitor_port}" for n in config.nodes]

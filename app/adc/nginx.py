@@ -7,6 +7,10 @@
   request goes to the nodes in turn until one answers something other than
   503; ``max_fails=0`` keeps nginx from marking any node down. This only works
   if every non-master node's *application* answers 503.
+* :func:`render_fenced`: open-source nginx in front of a fenced cluster (``vipmon
+  run --fence-port``): round-robin over every node; a node without the master
+  lease refuses the connection, and ``proxy_next_upstream error timeout`` tries
+  the next one. The application needs no cooperation.
 
 With ``NginxConfig.tls`` the NGINX Plus check location proxies over HTTPS
 and verifies the certificate (``proxy_ssl_verify``) against the CA for the
@@ -25,6 +29,11 @@ from app.adc.text import duration, header
 from app.adc.timers import NginxPlusTimers
 
 HEALTH_LOCATION = "/.vipmon-health-check"
+FENCED_MAX_FAILS = 2
+"""Failures within ``fail_timeout`` that make nginx pass a node over (fenced pattern)."""
+FENCED_FAIL_TIMEOUT = 1.0
+"""``fail_timeout`` of the fenced pattern, s: the window for ``max_fails`` and how long a
+node that reached it is passed over."""
 
 
 @dataclass(frozen=True)
@@ -156,6 +165,34 @@ def render_plus(
     return "\n".join(lines) + "\n"
 
 
+def _retrying(config: NginxConfig, zone: list[str], server: str, also: str) -> list[str]:
+    """The upstream of every node and the location that retries on the next one.
+
+    ``server``: the parameters of each ``server`` line; ``also``: the conditions
+    ``proxy_next_upstream`` adds to ``error timeout``. Ends with an empty string, so
+    that joining the lines ends the text with a newline.
+    """
+    next_upstream = " ".join(["error timeout", also]).strip()
+    return [
+        "",
+        f"upstream {config.upstream} {{",
+        *zone,
+        *[f"    server {n.app} {server};" for n in config.nodes],
+        "}",
+        "",
+        *_server_block(
+            config,
+            [
+                f"        proxy_next_upstream {next_upstream};",
+                f"        proxy_next_upstream_tries {config.tries};",
+                f"        proxy_connect_timeout {duration(config.connect_timeout)};",
+            ],
+            [],
+        ),
+        "",
+    ]
+
+
 def render_passive(config: NginxConfig, figures: tuple[str, ...], command: str) -> str:
     """The open-source nginx snippet: passive retries on 503, no health state."""
     notes = [
@@ -180,20 +217,48 @@ def render_passive(config: NginxConfig, figures: tuple[str, ...], command: str) 
         notes,
         figures,
     )
-    lines += [
-        "",
-        f"upstream {config.upstream} {{",
-        *[f"    server {n.app} max_fails=0;" for n in config.nodes],
-        "}",
-        "",
-        *_server_block(
-            config,
-            [
-                "        proxy_next_upstream error timeout http_503 non_idempotent;",
-                f"        proxy_next_upstream_tries {config.tries};",
-                f"        proxy_connect_timeout {duration(config.connect_timeout)};",
-            ],
-            [],
-        ),
+    return "\n".join([*lines, *_retrying(config, [], "max_fails=0", "http_503 non_idempotent")])
+
+
+def _fenced_notes(config: NginxConfig) -> list[str]:
+    return [
+        "Fenced cluster (vipmon run --fence-port on every node): a node without the master",
+        "lease refuses new connections to the application port with a TCP reset. nginx",
+        "sends each request round-robin to every node and, on a refused connection, to",
+        f"the next, up to proxy_next_upstream_tries = {config.tries} (one per node), so it",
+        "reaches the master whenever there is one. The application needs no cooperation",
+        "and vipmon's monitor port is not used.",
+        "proxy_next_upstream error timeout: a refused or reset connection, or no answer in",
+        "proxy_connect_timeout, sends the request on. Not http_502: nginx's own 502 for a",
+        "refused node is already an 'error', and a 502 from the application is its answer.",
+        "Not non_idempotent: a POST whose connection was refused never left nginx and is",
+        "retried anyway; one the old master reset mid-request (--fence-established reset)",
+        "may have acted, so it fails to the client instead of running twice.",
+        f"max_fails={FENCED_MAX_FAILS} fail_timeout={duration(FENCED_FAIL_TIMEOUT)}: a standby "
+        f"refuses every time, so after {FENCED_MAX_FAILS} refusals",
+        f"within {duration(FENCED_FAIL_TIMEOUT)} nginx passes it over for "
+        f"{duration(FENCED_FAIL_TIMEOUT)} and then tries it once again: the",
+        "refusal round trips stay few, and a vanished host costs proxy_connect_timeout",
+        "about once a fail_timeout instead of on every request it comes first for. One",
+        "lost connect to the master is not enough to pass it over. The price: a new",
+        "master may be passed over for up to fail_timeout after it last refused as a",
+        "standby (counted below). zone shares these counts between the workers.",
+        "proxy_connect_timeout: a refused connection fails at once; the timeout only",
+        "bounds a node that does not answer at all.",
+        "Limits: while no node holds the lease, clients get nginx's 502 at once (nothing",
+        "holds requests across the gap); keep upstream keepalive off, or a kept",
+        "connection to the old master lives until the fence resets it.",
     ]
-    return "\n".join(lines) + "\n"
+
+
+def render_fenced(config: NginxConfig, figures: tuple[str, ...], command: str) -> str:
+    """The open-source nginx snippet for a fenced cluster: round-robin, retry on refusal."""
+    lines = header(
+        f"vipmon: open-source nginx snippet (http context) for the VIP {config.vip}, fenced.",
+        command,
+        _fenced_notes(config),
+        figures,
+    )
+    zone = [f"    zone {config.upstream} 64k;"]
+    server = f"max_fails={FENCED_MAX_FAILS} fail_timeout={duration(FENCED_FAIL_TIMEOUT)}"
+    return "\n".join([*lines, *_retrying(config, zone, server, "")])

@@ -296,6 +296,55 @@ def passive_lines(node: NodeTiming, tries: int, connect_timeout: float) -> tuple
     )
 
 
+@dataclass(frozen=True)
+class CaddyTimers:
+    """Caddy 2.6 active checks: ``health_interval health_timeout``, and ``dial_timeout``.
+
+    Caddy 2.6 has no rise or fall (``health_passes``/``health_fails`` came in 2.7): one
+    failed check marks an upstream unhealthy, one passing check healthy again.
+    """
+
+    interval: float = 1.0
+    timeout: float = 0.5
+    dial_timeout: float = 1.0
+
+    def down_within(self, t_fail: float) -> Bound:
+        return Bound(
+            f"health_interval + T_fail = {seconds(self.interval)} + T_fail",
+            self.interval + t_fail,
+        )
+
+    def up_no_sooner(self) -> Bound:
+        return Bound("0 (one passing check, which may come at once)", 0.0)
+
+    def up_within(self) -> Bound:
+        return Bound("health_interval", self.interval)
+
+    def failing_checks(self) -> tuple[Bound, Bound]:
+        timeout = Bound("health_timeout", self.timeout)
+        return (timeout, timeout)
+
+
+def fenced_lines(node: NodeTiming, skip: float, connect_timeout: float) -> tuple[str, ...]:
+    """The figures for a fenced cluster behind an ADC that keeps no UP state (nginx).
+
+    ``skip``: how long the ADC may still pass over a node it saw refuse, after that
+    node became master (nginx's ``fail_timeout``).
+    """
+    expiry = node.lease_ttl + ETCD_EXPIRY_LAG
+    return (
+        f"Timer arithmetic (vipmon lease TTL {seconds(node.lease_ttl)}):",
+        "Worst case from a master crash to VIP traffic on the new master:",
+        f"  TTL + {seconds(ETCD_EXPIRY_LAG)} etcd expiry lag + fail_timeout {seconds(skip)} = "
+        f"{seconds(expiry + skip)}",
+        "  (the new master opens its port when it takes the lease; nginx may pass over it",
+        "  for fail_timeout after it last refused as a standby). A request that first tries",
+        f"  a vanished host waits proxy_connect_timeout = {seconds(connect_timeout)} more.",
+        "Two nodes serving at once: never, by the fence: every node without the lease",
+        "  refuses new connections with a TCP reset, whatever nginx believes.",
+    )
+
+
 def planned_gap(checks: CheckTimers, node: NodeTiming) -> tuple[float, float]:
     """A planned hand-over's time with no server UP at the ADC: (least, most), round trips out.
 
@@ -334,6 +383,12 @@ NGINX_PLUS_PROFILES = {
     "fast": NginxPlusTimers(
         interval=0.2, jitter=0.0, fails=1, passes=3, connect_timeout=0.15, read_timeout=0.15
     ),
+}
+
+
+CADDY_PROFILES = {
+    "conservative": CaddyTimers(),
+    "fast": CaddyTimers(interval=0.2, timeout=0.15, dial_timeout=0.2),
 }
 
 

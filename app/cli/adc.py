@@ -19,10 +19,13 @@ from app.cli.common import EXIT_OK, EXIT_USAGE, Subparsers
 _DESCRIPTION = """\
 Print a ready config for an ADC in front of the nodes: HAProxy (haproxy, and
 haproxy-state for its server-state seed), F5 BIG-IP tmsh commands (f5), NGINX
-Plus active checks (nginx-plus) or open-source nginx's passive pattern (nginx).
-The config starts with comments giving, for the chosen timers, the worst-case
-failover time and whether the ADC can ever hold two servers UP at once; timers
-that allow that are refused unless --allow-overlap is given.
+Plus active checks (nginx-plus), open-source nginx's passive pattern (nginx) or
+a Caddy 2 Caddyfile (caddy). The config starts with comments giving, for the
+chosen timers, the worst-case failover time and whether the ADC can ever hold
+two servers UP at once; timers that allow that are refused unless
+--allow-overlap is given. --fenced is for nodes run with --fence-port: nodes
+without the lease refuse connections, so the config retries on the next node
+(nginx: round-robin over all nodes, no checks) and the overlap is not refused.
 """
 
 
@@ -55,6 +58,13 @@ def _add_topology(p: argparse.ArgumentParser) -> None:
         "--monitor-port", type=int, metavar="N", help="vipmon's port on every node (default 8700)"
     )
     p.add_argument(
+        "--fenced",
+        action="store_const",
+        const=True,
+        help="the nodes run with --fence-port: retry a refused connection on the next node "
+        "(haproxy, nginx, caddy)",
+    )
+    p.add_argument(
         "--profile",
         choices=PROFILE_NAMES,
         help="timer defaults: conservative (whole seconds, the default) or fast "
@@ -72,7 +82,11 @@ def _add_timers(p: argparse.ArgumentParser) -> None:
     timers.add_argument(
         "--timeout", type=float, help="check reply timeout (default 0.5; F5: 3 x interval + 1)"
     )
-    timers.add_argument("--connect-timeout", type=float, help="HAProxy/nginx connect (default 1)")
+    timers.add_argument(
+        "--connect-timeout",
+        type=float,
+        help="HAProxy/nginx/Caddy connect (default 1; nginx --fenced 0.5)",
+    )
     timers.add_argument(
         "--time-until-up",
         type=float,
@@ -80,6 +94,12 @@ def _add_timers(p: argparse.ArgumentParser) -> None:
     )
     timers.add_argument("--jitter", type=float, help="NGINX Plus check jitter (default 0)")
     timers.add_argument("--tries", type=int, help="nginx: proxy_next_upstream_tries (nodes)")
+    timers.add_argument(
+        "--try-duration",
+        type=float,
+        help="Caddy: lb_try_duration (default: the crash failover, rounded up)",
+    )
+    timers.add_argument("--try-interval", type=float, help="Caddy: lb_try_interval (default 0.1)")
 
 
 def _add_haproxy(p: argparse.ArgumentParser) -> None:

@@ -208,20 +208,25 @@ def test_allow_overlap_prints_the_figures(capsys):
 
 def generated_files():
     """The files under the ADC directories of deploy/ (other directories belong elsewhere)."""
-    dirs = [REPO / "deploy" / d for d in ("haproxy", "f5", "nginx")]
+    dirs = [REPO / "deploy" / d for d in ("haproxy", "f5", "nginx", "caddy")]
     return sorted(p for d in dirs for p in d.rglob("*") if p.is_file())
 
 
 def test_every_deploy_file_is_generated():
     assert {p.relative_to(REPO).as_posix() for p in generated_files()} == {
+        "deploy/caddy/Caddyfile",
+        "deploy/caddy/Caddyfile-fenced",
         "deploy/f5/vipmon-tmsh-fast.sh",
         "deploy/f5/vipmon-tmsh.sh",
         "deploy/haproxy/haproxy-agent.cfg",
         "deploy/haproxy/haproxy-drain.cfg",
         "deploy/haproxy/haproxy-fast.cfg",
+        "deploy/haproxy/haproxy-fenced-fast.cfg",
+        "deploy/haproxy/haproxy-fenced.cfg",
         "deploy/haproxy/haproxy-tls.cfg",
         "deploy/haproxy/haproxy.cfg",
         "deploy/haproxy/vipmon-servers.state",
+        "deploy/nginx/vipmon-fenced.conf",
         "deploy/nginx/vipmon-passive.conf",
         "deploy/nginx/vipmon-plus-fast.conf",
         "deploy/nginx/vipmon-plus.conf",
