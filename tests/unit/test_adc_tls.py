@@ -78,7 +78,7 @@ def test_nginx_plus_checks_over_https(capsys):
         ("haproxy", [*TLS, "--client-key", "/k"], "--client-key", "in the --client-cert PEM"),
         ("f5", [*TLS, "--client-cert", "/c"], "--client-key", "together"),
         ("nginx-plus", TLS, "--tls-server-name", "required for nginx-plus"),
-        ("nginx", TLS, "--tls", "never checks vipmon"),
+        ("nginx", TLS, "--tls", "never check vipmon"),
         ("haproxy", ["--tls", "--ca-file", "ca.crt"], "--ca-file", "absolute path"),
         ("haproxy", [*TLS, "--tls-server-name", "a b"], "--tls-server-name", "not a host name"),
     ],
