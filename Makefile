@@ -75,7 +75,7 @@ bench-deps:
 image: venv-run
 	@if [ -n "$(LOCAL_BASE)" ]; then deploy/container/build.sh base; fi
 	PYTHON=$(BIN)/python \
-	BASE_IMAGE=$(if $(LOCAL_BASE),localhost/vipmon-base:bookworm,$(BASE_IMAGE)) \
+	BASE_IMAGE=$(if $(LOCAL_BASE),localhost/vipmon-base:bookworm-nft,$(BASE_IMAGE)) \
 	deploy/container/build.sh image
 
 run: $(RUN_STAMP)
