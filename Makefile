@@ -39,7 +39,8 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 # Debian packages the integration tests use: etcd, HAProxy, nginx, ip and arping; and for
 # the deploy tests podman (with runc, uidmap's newuidmap and catatonit for --init),
 # mmdebstrap for the local Debian base, and systemd-analyze from systemd; and chromium for
-# the status page's browser test (driven by the playwright package, never its own browser).
+# the status page's browser test (driven by the playwright package, never its own browser);
+# nftables (nft, and the libnftables1 the kernel fence loads); and caddy.
 system-deps:
 	@missing=""; \
 	command -v etcd >/dev/null 2>&1 || missing="$$missing etcd-server"; \
@@ -54,6 +55,8 @@ system-deps:
 	[ -x /usr/libexec/podman/catatonit ] || command -v catatonit >/dev/null 2>&1 || missing="$$missing catatonit"; \
 	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
 	command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing="$$missing nftables"; \
+	command -v caddy >/dev/null 2>&1 || missing="$$missing caddy"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		$(SUDO) apt-get update -qq && \
@@ -75,7 +78,7 @@ bench-deps:
 image: venv-run
 	@if [ -n "$(LOCAL_BASE)" ]; then deploy/container/build.sh base; fi
 	PYTHON=$(BIN)/python \
-	BASE_IMAGE=$(if $(LOCAL_BASE),localhost/vipmon-base:bookworm,$(BASE_IMAGE)) \
+	BASE_IMAGE=$(if $(LOCAL_BASE),localhost/vipmon-base:bookworm-nft,$(BASE_IMAGE)) \
 	deploy/container/build.sh image
 
 run: $(RUN_STAMP)

@@ -6,7 +6,9 @@
 #   deploy/container/build.sh conf             # print the path of the podman config it uses
 #
 # The build runs with --network none: the wheels of vipmon and its dependencies are made
-# on the host first (pip wheel), copied in, and installed with pip --no-index.
+# on the host first (pip wheel), copied in, and installed with pip --no-index. nftables
+# comes from the base (build.sh base puts it there); on a base without it, such as
+# python:3.12-slim, the build installs it with apt-get and needs the Debian mirror.
 #
 # Environment: IMAGE (default localhost/vipmon:<version>), BASE_IMAGE, ENGINE (podman or
 # docker), PYTHON (the host interpreter that makes the wheels), BUILD_DIR (default
@@ -54,8 +56,9 @@ conf)
     ;;
 base)
     # A Debian base from Debian's own packages, for machines without a container registry.
-    name=${2:-localhost/vipmon-base:bookworm}
-    packages=${3:-python3,python3-venv,ca-certificates}
+    # nftables (nft and libnftables1) is in it for the kernel fence.
+    name=${2:-localhost/vipmon-base:bookworm-nft}
+    packages=${3:-python3,python3-venv,ca-certificates,nftables}
     if "$ENGINE" image inspect "$name" >/dev/null 2>&1; then
         echo "$name exists"
         exit 0
@@ -80,8 +83,17 @@ image)
     format=""
     # --layers=false: keep no intermediate images of the build stage behind.
     [ "$ENGINE" = podman ] && format="--format docker --layers=false"
+    # The image carries nftables for the kernel fence. A base that has it already (build.sh
+    # base) keeps the build off the network; any other base lets the Containerfile's
+    # apt-get reach the Debian mirror (pip still installs from the wheels only).
+    network="--network none"
+    if ! "$ENGINE" run --rm --network none --entrypoint /bin/sh "$BASE_IMAGE" \
+            -c 'command -v nft' >/dev/null 2>&1; then
+        network=""
+        echo "build.sh: $BASE_IMAGE has no nft; the build installs nftables from the network" >&2
+    fi
     # shellcheck disable=SC2086
-    "$ENGINE" build --quiet --network none $format \
+    "$ENGINE" build --quiet $network $format \
         --build-arg BASE_IMAGE="$BASE_IMAGE" --build-arg VERSION="$VERSION" \
         -f deploy/container/Containerfile -t "$IMAGE" "$context" >/dev/null
     size=$("$ENGINE" image inspect --format '{{.Size}}' "$IMAGE")

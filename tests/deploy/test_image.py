@@ -99,3 +99,46 @@ def test_sigterm_to_the_container_hands_over(podman: pm.Podman, images: pm.Image
             )
     finally:
         podman.run("volume", "rm", "--force", volume, check=False)
+
+
+# -- the kernel fence's prerequisites: nftables in the image, the capability at run time --
+
+
+def test_image_carries_nft_and_libnftables(podman: pm.Podman, images: pm.Images):
+    version = podman.run(*pm.isolated(images.vipmon, entrypoint="nft"), "--version")
+    assert version.stdout.startswith("nftables v"), version.stdout
+    # The interpreter vipmon runs on (the venv's python3 comes first on PATH) loads it.
+    load = podman.run(
+        *pm.isolated(images.vipmon, entrypoint="python3"),
+        "-c",
+        "import ctypes, sys; ctypes.CDLL('libnftables.so.1'); print(sys.executable)",
+    )
+    assert load.stdout.strip() == "/opt/vipmon/bin/python3"
+
+
+@pytest.mark.parametrize("cap_add", [False, True], ids=["no-cap", "cap-add-NET_ADMIN"])
+def test_cap_add_net_admin_reaches_the_image_user(
+    podman: pm.Podman, images: pm.Images, cap_add: bool
+):
+    """``--cap-add NET_ADMIN`` is all the image's uid 10001 needs to write nftables.
+
+    podman passes an added capability to a non-root user as an ambient one; without it,
+    libnftables fails as vipmon's fence would. The table goes into the container's own
+    network namespace and disappears with it.
+    """
+    run_args = ("--cap-add", "NET_ADMIN") if cap_add else ()
+    result = pm.libnftables(
+        podman,
+        *pm.isolated(images.vipmon, *run_args, entrypoint="python3"),
+        commands="add table inet vipmon_probe\nlist tables",
+    )
+    print(result)
+    assert result["uid"] == 10001
+    if cap_add:
+        assert result["cap_eff"] == pm.CAP_NET_ADMIN  # that one and no other
+        assert result["rc"] == 0, result["error"]
+        assert "table inet vipmon_probe" in result["output"]
+    else:
+        assert result["cap_eff"] == 0
+        assert result["rc"] != 0
+        assert "Operation not permitted" in result["error"]

@@ -1,6 +1,11 @@
 """deploy/k8s: every manifest validates strictly offline, the probe timers are safe, and
 one pod of the StatefulSet's template runs under ``podman kube play``.
 
+The fenced form is a strategic-merge patch (``fenced/*.patch.yaml``); the tests merge it
+into the StatefulSet, validate the result the same way, and run its pod too: the
+sidecar holds NET_ADMIN and nothing else, and libnftables works in the pod's own
+network namespace.
+
 Nothing here runs on a real cluster. The pod runs on the embedded store with its
 ports on 127.0.0.1, and is removed with ``podman kube down`` in ``finally``.
 """
@@ -22,11 +27,13 @@ from tests.support.nodes import REPO
 from tests.support.ports import free_port
 
 K8S = REPO / "deploy" / "k8s"
+FENCE_PATCH = K8S / "fenced" / "vipmon-fence.patch.yaml"
 VERSION = "1.30"
 
 
 def manifests() -> list[Path]:
-    return sorted(K8S.rglob("*.yaml"))
+    """Every object the user applies; patches are not objects."""
+    return sorted(p for p in K8S.rglob("*.yaml") if not p.name.endswith(".patch.yaml"))
 
 
 def documents(path: Path) -> list[dict[str, Any]]:
@@ -40,6 +47,76 @@ def statefulset() -> dict[str, Any]:
 
 def container(pod_spec: dict[str, Any], name: str) -> dict[str, Any]:
     return next(c for c in pod_spec["containers"] if c["name"] == name)
+
+
+def strategic_merge(base: Any, patch: Any) -> Any:
+    """What ``kubectl patch`` does with the parts our patch uses.
+
+    Maps merge key by key; lists of named items (containers, env) merge by ``name``;
+    any other list (capabilities) is replaced.
+    """
+    if isinstance(base, dict) and isinstance(patch, dict):
+        merged = dict(base)
+        for key, value in patch.items():
+            merged[key] = strategic_merge(base[key], value) if key in base else value
+        return merged
+    named = isinstance(patch, list) and all(isinstance(i, dict) and "name" in i for i in patch)
+    if named and isinstance(base, list):
+        out = list(base)
+        for item in patch:
+            at = next((i for i, old in enumerate(out) if old.get("name") == item["name"]), None)
+            if at is None:
+                out.append(item)
+            else:
+                out[at] = strategic_merge(out[at], item)
+        return out
+    return copy.deepcopy(patch)
+
+
+def fenced_statefulset() -> dict[str, Any]:
+    (patch,) = documents(FENCE_PATCH)
+    merged: dict[str, Any] = strategic_merge(statefulset(), patch)
+    return merged
+
+
+def test_the_fence_patch_merges_into_a_valid_statefulset():
+    doc = fenced_statefulset()
+    kubernetes_validate.validate(doc, VERSION, strict=True)
+    spec, plain = doc["spec"]["template"]["spec"], statefulset()["spec"]["template"]["spec"]
+    sidecar = container(spec, "vipmon")
+    assert sidecar["securityContext"] == {
+        "runAsUser": 0,
+        "runAsGroup": 10001,
+        "runAsNonRoot": False,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN"]},
+    }
+    env = {e["name"]: e.get("value") for e in sidecar["env"]}
+    app_port = container(spec, "app")["ports"][0]["containerPort"]
+    assert env["VIPMON_FENCE_PORT"] == str(app_port)
+    # The rest is the StatefulSet as shipped: the env only grew, the app is untouched.
+    assert sidecar["env"][:-1] == container(plain, "vipmon")["env"]
+    assert container(spec, "app") == container(plain, "app")
+    assert spec["securityContext"] == plain["securityContext"]  # the app stays non-root
+    assert {k: v for k, v in sidecar.items() if k not in ("env", "securityContext")} == {
+        k: v for k, v in container(plain, "vipmon").items() if k not in ("env", "securityContext")
+    }
+
+
+def test_the_merge_replaces_plain_lists_and_merges_named_ones():
+    """The check above can fail: a patch's capability list replaces, env appends."""
+    base = {"c": [{"name": "a", "x": [1, 2], "env": [{"name": "A", "value": "1"}]}]}
+    patch = {"c": [{"name": "a", "x": [3], "env": [{"name": "B", "value": "2"}]}]}
+    assert strategic_merge(base, patch) == {
+        "c": [
+            {
+                "name": "a",
+                "x": [3],
+                "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}],
+            }
+        ]
+    }
 
 
 def test_the_shipped_kinds_are_all_there():
@@ -95,12 +172,15 @@ def test_probes_and_timers():
     assert spec["terminationGracePeriodSeconds"] > drain + 2 * ttl
 
 
-def _pod_from_template(images: pm.Images, pod_name: str) -> tuple[dict[str, Any], int, int]:
+def _pod_from_template(
+    images: pm.Images, pod_name: str, *, fenced: bool
+) -> tuple[dict[str, Any], int, int]:
     """The template as a Pod on the embedded store, images local, ports on 127.0.0.1.
 
     podman 4.3 does not fill ``status.podIP``; POD_IP becomes a literal 127.0.0.1.
     """
-    template = copy.deepcopy(statefulset()["spec"]["template"])
+    source = fenced_statefulset() if fenced else statefulset()
+    template = copy.deepcopy(source["spec"]["template"])
     spec = template["spec"]
     monitor_port, app_port = free_port(), free_port()
     app, vipmon = container(spec, "app"), container(spec, "vipmon")
@@ -122,27 +202,40 @@ def _pod_from_template(images: pm.Images, pod_name: str) -> tuple[dict[str, Any]
     return pod, monitor_port, app_port
 
 
+@pytest.mark.parametrize("fenced", [False, True], ids=["shipped", "fence-patch"])
 def test_one_pod_of_the_template_runs_under_kube_play(
-    tmp_path: Path, podman: pm.Podman, images: pm.Images
+    tmp_path: Path, podman: pm.Podman, images: pm.Images, fenced: bool
 ):
-    pod_name = pm.name("k8s-0")
-    pod, monitor_port, app_port = _pod_from_template(images, pod_name)
+    pod_name = pm.name(f"k8s-{int(fenced)}")
+    pod, monitor_port, app_port = _pod_from_template(images, pod_name, fenced=fenced)
     manifest = tmp_path / "pod.yaml"
     manifest.write_text(yaml.safe_dump(pod))
     try:
         podman.run("kube", "play", str(manifest), timeout=180)
         base = f"http://127.0.0.1:{monitor_port}"
-        pm.wait_http(base + "/monitor", status=200, timeout=30)  # alone: master
+        vipmon = f"{pod_name}-vipmon"
+        try:
+            pm.wait_http(base + "/monitor", status=200, timeout=30)  # alone: master
+        except AssertionError:
+            print(podman.logs(vipmon))
+            raise
         assert httpx.get(base + "/health/live", timeout=2).status_code == 200
         role = httpx.get(base + "/role", timeout=2).json()
         assert role["node"] == pod_name
         assert role["role"] == "MASTER"
         answer = httpx.get(f"http://127.0.0.1:{app_port}/", timeout=2).json()
         assert answer == {"node": pod_name}
-        vipmon = f"{pod_name}-vipmon"
         read_only = podman.run("exec", vipmon, "touch", "/opt/vipmon/x", check=False)
         assert read_only.returncode != 0, "the root filesystem should be read-only"
-        assert podman.run("exec", vipmon, "id", "-u").stdout.strip() == "10001"
+        assert podman.run("exec", vipmon, "id", "-u").stdout.strip() == ("0" if fenced else "10001")
+        # What the sidecar's processes hold, and what libnftables can do in the pod's
+        # own network namespace (podman kube play gives the pod one; not the host's).
+        nft = pm.libnftables(
+            podman, "exec", vipmon, "python3", commands="add table inet vipmon_probe"
+        )
+        print(nft)
+        assert nft["cap_eff"] == (pm.CAP_NET_ADMIN if fenced else 0)
+        assert (nft["rc"] == 0) is fenced, nft["error"]
     finally:
         down = podman.run("kube", "down", str(manifest), check=False, timeout=180)
         podman.run("pod", "rm", "-f", pod_name, check=False)

@@ -1,5 +1,9 @@
 """deploy/systemd: the unit passes ``systemd-analyze verify``, and the notify protocol.
 
+The drop-ins are verified with the unit, and the fence drop-in's merged effect is read
+back from systemd's own parser (``systemd-analyze security --offline``): CAP_NET_ADMIN
+and AF_NETLINK reach the service, nothing else does. No unit is ever started here.
+
 The watchdog is fed only by the election loop's heartbeat: in-process, a fake
 heartbeat that stops advancing stops the pings; across a real ``vipmon run``, the
 messages arrive in order (READY, STATUS on becoming master, WATCHDOG, STOPPING).
@@ -7,6 +11,7 @@ messages arrive in order (READY, STATUS on becoming master, WATCHDOG, STOPPING).
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import socket
@@ -32,20 +37,23 @@ VENV_VIPMON = Path(sys.executable).parent / "vipmon"  # this venv's console scri
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 
 
-def verify(unit_dir: Path, name: str = "vipmon.service") -> subprocess.CompletedProcess[str]:
+def analyze(*args: str) -> subprocess.CompletedProcess[str]:
     if SYSTEMD_ANALYZE is None:
         pytest.fail("systemd-analyze is missing: install Debian's systemd (make system-deps)")
     return subprocess.run(
-        [SYSTEMD_ANALYZE, "verify", "--man=no", str(unit_dir / name)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+        [SYSTEMD_ANALYZE, *args], capture_output=True, text=True, timeout=60, check=False
     )
 
 
-def unit_copy(tmp: Path, *, drop_ins: bool, extra: str = "") -> Path:
-    """The shipped unit with ExecStart pointed at this venv's vipmon (verify needs the binary)."""
+def verify(unit_dir: Path, name: str = "vipmon.service") -> subprocess.CompletedProcess[str]:
+    return analyze("verify", "--man=no", str(unit_dir / name))
+
+
+def unit_copy(tmp: Path, *, drop_ins: tuple[str, ...] = (), extra: str = "") -> Path:
+    """The shipped unit with ExecStart pointed at this venv's vipmon (verify needs the binary).
+
+    ``drop_ins`` names the shipped drop-ins copied into ``vipmon.service.d/`` beside it.
+    """
     text = (UNIT_DIR / "vipmon.service").read_text()
     assert "\nExecStart=/opt/vipmon/bin/vipmon run\n" in text
     assert VENV_VIPMON.exists(), VENV_VIPMON
@@ -53,21 +61,108 @@ def unit_copy(tmp: Path, *, drop_ins: bool, extra: str = "") -> Path:
         text.replace("ExecStart=/opt/vipmon/bin/vipmon", f"ExecStart={VENV_VIPMON}") + extra
     )
     if drop_ins:
-        shutil.copytree(UNIT_DIR / "vipmon.service.d", tmp / "vipmon.service.d")
+        (tmp / "vipmon.service.d").mkdir()
+    for drop_in in drop_ins:
+        shutil.copy(UNIT_DIR / "vipmon.service.d" / drop_in, tmp / "vipmon.service.d")
     return tmp
 
 
-@pytest.mark.parametrize("drop_ins", [False, True], ids=["unit", "unit+l2-drop-in"])
-def test_unit_verifies_with_empty_stderr(tmp_path: Path, drop_ins: bool):
+SHIPPED_DROP_INS = sorted(p.name for p in (UNIT_DIR / "vipmon.service.d").glob("*.conf"))
+DROP_IN_SETS = [(), *((d,) for d in SHIPPED_DROP_INS), tuple(SHIPPED_DROP_INS)]
+
+
+@pytest.mark.parametrize("drop_ins", DROP_IN_SETS, ids=lambda d: "+".join(("unit", *d)))
+def test_unit_verifies_with_empty_stderr(tmp_path: Path, drop_ins: tuple[str, ...]):
     done = verify(unit_copy(tmp_path, drop_ins=drop_ins))
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
 
 
+def test_the_fence_drop_in_is_shipped():
+    assert SHIPPED_DROP_INS == ["fence.conf", "l2-vip.conf"]
+
+
 def test_verify_check_catches_a_bad_key(tmp_path: Path):
     """The check above can fail: systemd-analyze exits 0 on an unknown key, but says so."""
-    done = verify(unit_copy(tmp_path, drop_ins=False, extra="WatchdogSecs=10s\n"))
+    done = verify(unit_copy(tmp_path, extra="WatchdogSecs=10s\n"))
     assert "Unknown key" in done.stderr
+
+
+def test_verify_reads_the_drop_ins(tmp_path: Path):
+    """A bad key in a drop-in is reported too: verify does read ``vipmon.service.d/``."""
+    unit_copy(tmp_path, drop_ins=("fence.conf",))
+    with (tmp_path / "vipmon.service.d" / "fence.conf").open("a") as f:
+        f.write("AmbientCapabilitys=CAP_NET_ADMIN\n")
+    done = verify(tmp_path)
+    assert "fence.conf" in done.stderr
+    assert "Unknown key" in done.stderr
+
+
+# -- what the fence drop-in grants, merged by systemd itself -------------------
+
+
+def security(unit_dir: Path) -> dict[str, bool]:
+    """``systemd-analyze security --offline``: each check's json_field -> restricted?
+
+    It parses the unit with its drop-ins as PID 1 would, without a running systemd;
+    ``True`` means the unit sets the restriction.
+    """
+    unit = str(unit_dir / "vipmon.service")
+    done = analyze("security", "--offline=true", "--json=short", "--no-pager", unit)
+    assert done.returncode == 0, done.stderr
+    return {check["json_field"]: bool(check["set"]) for check in json.loads(done.stdout)}
+
+
+def merged_list(unit_dir: Path, key: str) -> list[str]:
+    """A list setting of [Service] after the drop-ins: empty resets, the rest appends."""
+    files = [unit_dir / "vipmon.service", *sorted((unit_dir / "vipmon.service.d").glob("*.conf"))]
+    value: list[str] = []
+    for path in files:
+        for line in path.read_text().splitlines():
+            if line.startswith(f"{key}="):
+                words = line.removeprefix(f"{key}=").split()
+                value = value + words if words else []
+    return value
+
+
+GRANTED = ("CapabilityBoundingSet_CAP_NET_ADMIN", "RestrictAddressFamilies_AF_NETLINK")
+STILL_DENIED = (
+    "NoNewPrivileges",
+    "UserOrDynamicUser",
+    "ProtectKernelModules",
+    "ProtectKernelTunables",
+    "CapabilityBoundingSet_CAP_SYS_ADMIN",
+    "CapabilityBoundingSet_CAP_SYS_MODULE",
+    "CapabilityBoundingSet_CAP_NET_BIND_SERVICE_BROADCAST_RAW)",
+    "RestrictAddressFamilies_AF_PACKET",
+    "RestrictAddressFamilies_OTHER",
+)
+
+
+def test_the_bare_unit_grants_no_capability(tmp_path: Path):
+    """The check below can fail: without the drop-in, systemd reports both restricted."""
+    checks = security(unit_copy(tmp_path))
+    assert all(checks[field] for field in (*GRANTED, *STILL_DENIED, "AmbientCapabilities"))
+    assert merged_list(tmp_path, "AmbientCapabilities") == []
+
+
+def test_the_fence_drop_in_grants_net_admin_and_netlink_only(tmp_path: Path):
+    unit_dir = unit_copy(tmp_path, drop_ins=("fence.conf",))
+    checks = security(unit_dir)
+    assert [field for field in GRANTED if checks[field]] == [], "still restricted"
+    assert checks["AmbientCapabilities"] is False, "the process receives ambient capabilities"
+    assert [field for field in STILL_DENIED if not checks[field]] == [], "opened too"
+    # Ambient, within the bounding set, is what the dynamic user's process holds.
+    assert merged_list(unit_dir, "AmbientCapabilities") == ["CAP_NET_ADMIN"]
+    assert merged_list(unit_dir, "CapabilityBoundingSet") == ["CAP_NET_ADMIN"]
+    assert merged_list(unit_dir, "RestrictAddressFamilies") == [
+        "AF_UNIX",
+        "AF_INET",
+        "AF_INET6",
+        "AF_NETLINK",
+    ]
+    environment = merged_list(unit_dir, "Environment")
+    assert any(word.startswith("VIPMON_FENCE_PORT=") for word in environment), environment
 
 
 def test_unit_states_the_settings_the_protocol_needs():
@@ -85,6 +180,8 @@ def test_unit_states_the_settings_the_protocol_needs():
         assert f"\n{line}\n" in text, line
     drop_in = (UNIT_DIR / "vipmon.service.d" / "l2-vip.conf").read_text()
     assert "AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW" in drop_in
+    fence = (UNIT_DIR / "vipmon.service.d" / "fence.conf").read_text()
+    assert "\nAmbientCapabilities=CAP_NET_ADMIN\n" in fence
 
 
 # -- the notify protocol in-process ------------------------------------------

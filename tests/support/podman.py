@@ -6,6 +6,9 @@
 * :func:`build_images` makes the Debian bases once (kept while ``podman image
   exists`` finds them) and builds the vipmon image with ``--network none`` from
   wheels made on the host.
+* :func:`libnftables` runs, inside a container, what the kernel fence does: load
+  ``libnftables.so.1`` with ctypes and send it commands; it answers with the result
+  and the process's uid and effective capabilities.
 * Containers, pods and volumes are named ``vipmon-test-<run>-...`` and removed by
   name in the tests' ``finally``; nothing is matched by pattern.
 
@@ -32,7 +35,7 @@ import pytest
 from tests.support.nodes import REPO, wait_for
 
 BUILD_SH = REPO / "deploy" / "container" / "build.sh"
-BASE_IMAGE = "localhost/vipmon-base:bookworm"
+BASE_IMAGE = "localhost/vipmon-base:bookworm-nft"
 TOOLS_IMAGE = "localhost/vipmon-tools:bookworm"
 TOOLS_PACKAGES = "etcd-server,haproxy"
 RUN_ID = uuid.uuid4().hex[:8]
@@ -157,6 +160,67 @@ def build_images(podman: Podman) -> Images:
     size = int(podman.run("image", "inspect", "--format", "{{.Size}}", image).stdout)
     print(f"{line}; bases {bases_done - began:.1f} s, image {time.monotonic() - bases_done:.1f} s")
     return Images(image, BASE_IMAGE, TOOLS_IMAGE, size // 1_000_000)
+
+
+CAP_NET_ADMIN = 1 << 12
+
+
+def isolated(image: str, *run_args: str, entrypoint: str | None = None) -> tuple[str, ...]:
+    """``podman run --rm`` arguments for a throw-away container of ``image``.
+
+    ``--network none`` gives it a network namespace of its own, so nftables changes made
+    in it never reach the host's ruleset; read-only root, no healthcheck timers.
+    """
+    override = ("--entrypoint", entrypoint) if entrypoint else ()
+    return (
+        "run",
+        "--rm",
+        "--no-healthcheck",
+        "--network",
+        "none",
+        "--read-only",
+        *run_args,
+        *override,
+        image,
+    )
+
+
+_LIBNFTABLES_PROBE = """
+import ctypes, json, os, sys
+lib = ctypes.CDLL("libnftables.so.1")
+lib.nft_ctx_new.restype = ctypes.c_void_p
+lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
+for fn in ("nft_ctx_buffer_output", "nft_ctx_buffer_error"):
+    getattr(lib, fn).argtypes = [ctypes.c_void_p]
+for fn in ("nft_ctx_get_output_buffer", "nft_ctx_get_error_buffer"):
+    getattr(lib, fn).argtypes = [ctypes.c_void_p]
+    getattr(lib, fn).restype = ctypes.c_char_p
+lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+ctx = lib.nft_ctx_new(0)
+lib.nft_ctx_buffer_output(ctx)
+lib.nft_ctx_buffer_error(ctx)
+rc = lib.nft_run_cmd_from_buffer(ctx, sys.argv[1].encode())
+status = dict(line.split(":\\t", 1) for line in open("/proc/self/status") if ":\\t" in line)
+print(json.dumps({
+    "rc": rc,
+    "output": (lib.nft_ctx_get_output_buffer(ctx) or b"").decode(),
+    "error": (lib.nft_ctx_get_error_buffer(ctx) or b"").decode(),
+    "uid": os.getuid(),
+    "cap_eff": int(status["CapEff"], 16),
+}))
+"""
+
+
+def libnftables(podman: Podman, *prefix: str, commands: str) -> dict[str, Any]:
+    """Run ``commands`` through libnftables in a container: ``podman *prefix python3 ...``.
+
+    ``prefix`` is ``run --rm ... --entrypoint python3 IMAGE`` or ``exec CONTAINER python3``.
+    Returns ``rc`` (0 on success), ``output``, ``error``, ``uid`` and ``cap_eff`` (the
+    process's effective capability mask). Only ever point it at a network namespace the
+    test owns (``--network none``, a pod): never the host's.
+    """
+    done = podman.run(*prefix, "-c", _LIBNFTABLES_PROBE, commands, timeout=60)
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 def wait_http(url: str, *, status: int = 200, timeout: float = 30) -> None:
