@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
@@ -17,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from app import __version__
+from app.clock import Clock
 from app.election.control import ControlState, control_prefix, decode_control
 from app.election.history import (
     Ending,
@@ -77,6 +79,11 @@ class ClusterSteps:
     wall: Callable[[], float]
     history: History
     fence: Fence | NoFence
+    clock: Clock
+    #: A node whose fence failed under the leader key steps aside until this instant
+    #: (monotonic), or until it sees another node take the key: it does not win back the
+    #: term it abandoned, and a fence that keeps failing does not flap the role.
+    aside_until: float = -math.inf
     #: History records to write, oldest first (key, value); the history loop writes them.
     history_writes: deque[tuple[str, bytes]]
     history_hint: asyncio.Event
@@ -103,6 +110,7 @@ class ClusterSteps:
             and self.check().ok
             and self.id_taken_by is None
             and self.fence.error is None
+            and self.clock.now() >= self.aside_until
         )
 
     def publish(self, reason: str) -> None:

@@ -55,6 +55,7 @@ _URL = re.compile(r"https?://\S+")
 _TICK_MAX = 1.0  # s: the longest the tick sleeps (the snapshot's heartbeat, the check)
 _TICK_SLACK = 0.001  # s past a deadline before the tick looks again
 _HISTORY_QUEUE = 64  # history records waiting for the store, at most
+_FENCE_ASIDE_TTLS = 3  # lease TTLs a node whose fence failed under the key stays aside, at most
 
 
 class _NoCheck:
@@ -298,6 +299,8 @@ class Elector(ClusterSteps):
     def _set_leader(self, record: LeaderRecord | None, term: int, unknown: bool = False) -> None:
         """The one writer of who we last saw hold the key, and of its term."""
         self.leader, self.leader_term, self.leader_unknown = record, term, unknown
+        if record is not None and record != self.me:
+            self.aside_until = -math.inf  # another node took the key: step back in
 
     def lease_lost(self, reason: str) -> None:
         """The store did not keep our lease: WARNING (an operator should look), then give it up."""
@@ -391,6 +394,7 @@ class Elector(ClusterSteps):
         if self.holds_key and self.fence.error is not None:
             # Not revoked: the key must outlive the kernel's permission, which ends
             # before the deadline; the store expires it after that, with the margin.
+            self.aside_until = t_send + _FENCE_ASIDE_TTLS * self.settings.lease_ttl
             self.lease_lost(f"the fence failed ({self.fence.error}); the lease is abandoned")
             return True
         if not deadline.valid(t_send):

@@ -35,7 +35,7 @@ def test_nginx_fenced_round_robins_over_every_node_and_retries(capsys):
     assert "proxy_next_upstream_tries 3;" in lines
     assert "proxy_connect_timeout 500ms;" in lines
     assert not any("balance" in line or "health_check" in line for line in lines)
-    assert "TTL + 0.5 s etcd expiry lag + fail_timeout 1 s = 3.5 s" in out
+    assert "fail_timeout 1 s in whole seconds, up to 2 s = 4.5 s" in out
 
 
 def test_nginx_fenced_takes_the_connect_timeout_and_refuses_too_few_tries(capsys):

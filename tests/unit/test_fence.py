@@ -317,3 +317,28 @@ def test_a_fence_that_fails_makes_the_master_negative_and_gives_up_its_lease():
         assert not master.eligible()
 
     asyncio.run(scenario())
+
+
+def test_a_node_whose_fence_failed_steps_aside_until_another_node_holds_the_key():
+    async def scenario() -> None:
+        w = FencedWorld()
+        master, other = await w.elect(), w.nodes["n2"]
+        w.kernels["n1"].fail = "Could not process rule: No such file or directory"
+        w.clock.advance(0.5)
+        await master.renew()
+        await master.renew()  # abandoned
+        w.kernels["n1"].fail = None
+        for _ in range(8):  # 4 s: the abandoned key expires; n2 keeps its lease
+            w.clock.advance(0.5)
+            await other.renew()
+            master.publish("tick")  # the fence is put back, closed, after 1 s
+        assert master.fence.error is None and master.key not in w.data.keys
+        # Repaired, but the term it abandoned is not its to win back.
+        assert not master.eligible()
+        assert await master.campaign() and not master.holds_key
+        assert await other.campaign() and other.holds_key
+        assert await master.observe(0.0)
+        assert master.leader == other.me
+        assert master.eligible()  # another node took the key: it may stand again
+
+    asyncio.run(scenario())
