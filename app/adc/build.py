@@ -121,7 +121,9 @@ def _whole(args: argparse.Namespace, dest: str, default: int, least: int) -> int
 
 def _check_applies(args: argparse.Namespace) -> None:
     if args.target == "nginx" and args.tls:
-        raise AdcError("--tls", "does not apply to nginx: the passive and fenced patterns never check vipmon")
+        raise AdcError(
+            "--tls", "does not apply to nginx: the passive and fenced patterns never check vipmon"
+        )
     if args.target == "caddy" and args.tls:
         raise AdcError(
             "--tls",
