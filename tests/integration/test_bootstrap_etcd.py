@@ -1,4 +1,4 @@
-"""A bootstrap bundle on a real etcd: ``bootstrap auth``, then ``vipmon run`` on the bundle.
+"""A bootstrap bundle on a real etcd: ``vipmon run`` on the bundle, then ``bootstrap auth``.
 
 One host at 127.0.0.1: ``vipmon bootstrap`` writes its bundle, ``install.sh``
 places it under a prefix in the test's directory, and the test starts Debian's
@@ -6,10 +6,11 @@ etcd with the bundle's own ``etcd.conf.yml``, changed only where a test must: th
 ports (free loopback ports, not 2379/2380) and the paths (under the prefix).
 TLS for clients and peers with client certificates is the bundle's. Then:
 
-* ``vipmon bootstrap auth`` enables auth; run again, it changes nothing and
-  still succeeds; the ``vipmon`` user may write under ``/vipmon/<cluster>/`` only;
-* ``vipmon run --config`` with the bundle's ``vipmon.toml`` (same changes)
-  becomes master over etcd with TLS and auth, serving its API over HTTPS.
+* ``vipmon run --config`` with the bundle's ``vipmon.toml`` (same changes) becomes
+  master, serving its API over HTTPS, and stays master with the same term while
+  ``vipmon bootstrap auth`` enables auth under it (the README's order);
+* ``bootstrap auth`` run again changes nothing and succeeds; the ``vipmon`` user
+  may write under ``/vipmon/<cluster>/`` only; a wrong root password fails in one line.
 
 The etcd process is started and stopped here by its PID.
 """
@@ -116,16 +117,54 @@ def b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
-def test_auth_enables_least_privilege_and_runs_again(world, capsys):
-    argv = ["bootstrap", "auth", "--out", str(world.out), "--endpoint", world.url]
-    assert main(argv) == 0
-    first = capsys.readouterr().out
-    assert "auth is off: setting it up" in first
-    assert "auth enabled" in first and "user vipmon logs in" in first
+def auth(world: World) -> int:
+    return main(["bootstrap", "auth", "--out", str(world.out), "--endpoint", world.url])
+
+
+def metric(node: Node, name: str) -> float:
+    for line in node.get("/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def test_vipmon_on_the_bundle_is_master_before_and_after_auth_is_enabled(world, capsys, tmp_path):
+    """The README's order: the nodes start on etcd without auth, then `bootstrap auth`."""
+    installed = world.root / "etc/vipmon/vipmon.toml"
+    text = installed.read_text().replace('"/etc/', f'"{world.root}/etc/')
+    text = text.replace('"https://127.0.0.1:2379"', f'"{world.url}"')
+    config = tmp_path / "vipmon.toml"
+    config.write_text(text)
+    api = ssl.create_default_context(cafile=world.out / "admin" / "ca.crt")
+    node = Node("n1", free_port(), ["--config", str(config)], tmp_path / "n1.log", tls=api)
+    try:
+        node.start()
+        wait_for(node.is_master, timeout=15, what="n1 to become master")
+        role = node.role()
+        assert role["node"] == "n1" and role["role"] == "MASTER"
+        assert auth(world) == 0
+        said = capsys.readouterr().out
+        assert "auth is off: setting it up" in said
+        assert "auth enabled" in said and "user vipmon logs in" in said
+        renewals = metric(node, "vipmon_renew_latency_seconds_count")
+        wait_for(
+            lambda: metric(node, "vipmon_renew_latency_seconds_count") >= renewals + 12,
+            timeout=20,
+            what="12 renewals after auth enable (three TTLs)",
+        )
+        after = node.role()
+        assert after["role"] == "MASTER" and after["term"] == role["term"], after
+    finally:
+        node.kill()
+
+
+def test_auth_is_least_privilege_and_runs_again(world, capsys):
+    assert auth(world) == 0
+    capsys.readouterr()
     # With auth on, an anonymous request is refused.
     reply = world.post("/kv/put", {"key": b64(f"/vipmon/{CLUSTER}/x"), "value": b64("v")})
     assert reply.status_code != 200
-    assert main(argv) == 0
+    assert auth(world) == 0
     second = capsys.readouterr().out
     assert "auth is on: checked as root" in second
     assert "auth enabled" not in second and "user vipmon exists" in second
@@ -141,7 +180,7 @@ def test_auth_enables_least_privilege_and_runs_again(world, capsys):
 
 
 def test_auth_with_a_wrong_root_password_fails_in_one_line(world, capsys, tmp_path):
-    assert main(["bootstrap", "auth", "--out", str(world.out), "--endpoint", world.url]) == 0
+    assert auth(world) == 0
     capsys.readouterr()  # auth is on, whichever test ran first
     out = tmp_path / "out"
     subprocess.run(["cp", "-a", str(world.out), str(out)], check=True, timeout=30)
@@ -149,21 +188,3 @@ def test_auth_with_a_wrong_root_password_fails_in_one_line(world, capsys, tmp_pa
     assert main(["bootstrap", "auth", "--out", str(out), "--endpoint", world.url]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "etcd refused root's password" in err, err
-
-
-def test_vipmon_runs_on_the_bundle_and_becomes_master(world, tmp_path):
-    installed = world.root / "etc/vipmon/vipmon.toml"
-    text = installed.read_text().replace('"/etc/', f'"{world.root}/etc/')
-    text = text.replace('"https://127.0.0.1:2379"', f'"{world.url}"')
-    config = tmp_path / "vipmon.toml"
-    config.write_text(text)
-    api = ssl.create_default_context(cafile=world.out / "admin" / "ca.crt")
-    node = Node("n1", free_port(), ["--config", str(config)], tmp_path / "n1.log", tls=api)
-    try:
-        node.start()
-        wait_for(node.is_master, timeout=15, what="n1 to become master")
-        role = node.role()
-        assert role["node"] == "n1"
-        assert role["role"] == "MASTER"
-    finally:
-        node.kill()
