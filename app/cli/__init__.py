@@ -11,6 +11,7 @@ parsers with ``add_parser`` (or ``add_parsers``) and setting ``func``, the
 * :mod:`app.cli.openapi`: ``openapi``, the API's spec;
 * :mod:`app.cli.history`: ``history``, the cluster's last terms;
 * :mod:`app.cli.adc`: ``adc-config``, a load balancer's config;
+* :mod:`app.cli.bootstrap`: ``bootstrap``, the files that make bare hosts a cluster;
 * :mod:`app.cli.fence`: ``fence status`` and ``fence remove``, this host's kernel fence;
 * :mod:`app.cli.demo`: ``demo``, a cluster and an HAProxy on this host.
 
@@ -26,7 +27,7 @@ import sys
 from collections.abc import Sequence
 
 from app import __version__
-from app.cli import adc, admin, demo, fence, history, openapi, run, status
+from app.cli import adc, admin, bootstrap, demo, fence, history, openapi, run, status
 from app.cli.common import EXIT_USAGE, Command, OneLineParser
 from app.errors import SettingsError
 
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     openapi.add_parser(sub)
     history.add_parser(sub)
     adc.add_parser(sub)
+    bootstrap.add_parser(sub)
     fence.add_parser(sub)
     demo.add_parser(sub)
     return parser
