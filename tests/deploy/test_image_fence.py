@@ -14,9 +14,11 @@ from tests.support.nodes import wait_for
 
 CLUSTER = "fencetest"
 APP_PORT = 8080
+# The tmpfs state directory: U gives it to the image's user (uid 10001); podman's own
+# tmpfs belongs to root, and vipmon refused it (state_dir: Permission denied).
 NODE = (
     "--tmpfs",
-    "/var/lib/vipmon",
+    "/var/lib/vipmon:rw,U",
     "-e",
     f"VIPMON_CLUSTER={CLUSTER}",
     "-e",
