@@ -137,6 +137,8 @@ def main() -> int:
     parser.add_argument("--lb", action="append", choices=LBS, help="only these (repeatable)")
     parser.add_argument("--syncs", type=int, default=2000, help="Fence.sync calls timed")
     parser.add_argument("--keep", action="store_true", help="keep the logs and load files")
+    parser.add_argument("--drain", type=float, default=0.3, help="the nodes' --drain-time, s")
+    parser.add_argument("--fenced-only", action="store_true", help="skip the unfenced worlds")
     args = parser.parse_args()
     lbs = args.lb or list(LBS)
     work = Path(tempfile.mkdtemp(prefix="vipmon-fence-bench-"))
@@ -144,9 +146,11 @@ def main() -> int:
     started = time.monotonic()
     try:
         for lb in lbs:
-            for fenced in (True, False):
+            for fenced in (True,) if args.fenced_only else (True, False):
                 tag = f"{lb}-{'fenced' if fenced else 'unfenced'}"
-                runs[lb, fenced] = scenario(lb, work / tag, fenced=fenced, rounds=args.runs)
+                runs[lb, fenced] = scenario(
+                    lb, work / tag, fenced=fenced, rounds=args.runs, drain=args.drain
+                )
                 print(f"  {tag}: done at {time.monotonic() - started:.0f} s", file=sys.stderr)
         cost = sync_cost(args.syncs)
     finally:
@@ -157,7 +161,7 @@ def main() -> int:
 
     print(
         f"vipmon fence behind load balancers: {args.runs} round(s) per world of switchover, "
-        "SIGTERM, SIGKILL, SIGSTOP of the master's vipmon; TTL 2 s, drain 0.3 s, "
+        f"SIGTERM, SIGKILL, SIGSTOP of the master's vipmon; TTL 2 s, drain {args.drain} s, "
         "~100 requests/s"
     )
     print(f"  {'load balancer':<15}{'fence':<7}{'off term':>9}{'requests':>10}{'errors':>8}"

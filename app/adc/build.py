@@ -377,7 +377,7 @@ def _build_nginx(
         tries=tries,
     )
     if args.fenced:
-        figures = fenced_lines(node, nginx.FENCED_FAIL_TIMEOUT, connect)
+        figures = fenced_lines(node, connect)
         return nginx.render_fenced(config, figures, command)
     return nginx.render_passive(config, passive_lines(node, tries, connect), command)
 

@@ -29,11 +29,6 @@ from app.adc.text import duration, header
 from app.adc.timers import NginxPlusTimers
 
 HEALTH_LOCATION = "/.vipmon-health-check"
-FENCED_MAX_FAILS = 2
-"""Failures within ``fail_timeout`` that make nginx pass a node over (fenced pattern)."""
-FENCED_FAIL_TIMEOUT = 1.0
-"""``fail_timeout`` of the fenced pattern, s: the window for ``max_fails`` and how long a
-node that reached it is passed over."""
 
 
 @dataclass(frozen=True)
@@ -165,7 +160,7 @@ def render_plus(
     return "\n".join(lines) + "\n"
 
 
-def _retrying(config: NginxConfig, zone: list[str], server: str, also: str) -> list[str]:
+def _retrying(config: NginxConfig, server: str, also: str) -> list[str]:
     """The upstream of every node and the location that retries on the next one.
 
     ``server``: the parameters of each ``server`` line; ``also``: the conditions
@@ -176,7 +171,6 @@ def _retrying(config: NginxConfig, zone: list[str], server: str, also: str) -> l
     return [
         "",
         f"upstream {config.upstream} {{",
-        *zone,
         *[f"    server {n.app} {server};" for n in config.nodes],
         "}",
         "",
@@ -217,7 +211,7 @@ def render_passive(config: NginxConfig, figures: tuple[str, ...], command: str) 
         notes,
         figures,
     )
-    return "\n".join([*lines, *_retrying(config, [], "max_fails=0", "http_503 non_idempotent")])
+    return "\n".join([*lines, *_retrying(config, "max_fails=0", "http_503 non_idempotent")])
 
 
 def _fenced_notes(config: NginxConfig) -> list[str]:
@@ -234,16 +228,12 @@ def _fenced_notes(config: NginxConfig) -> list[str]:
         "Not non_idempotent: a POST whose connection was refused never left nginx and is",
         "retried anyway; one the old master reset mid-request (--fence-established reset)",
         "may have acted, so it fails to the client instead of running twice.",
-        f"max_fails={FENCED_MAX_FAILS} fail_timeout={duration(FENCED_FAIL_TIMEOUT)}: a standby "
-        f"refuses every time, so after {FENCED_MAX_FAILS} refusals",
-        f"within {duration(FENCED_FAIL_TIMEOUT)} nginx passes it over for "
-        f"{duration(FENCED_FAIL_TIMEOUT)} and then tries it once again: the",
-        "refusal round trips stay few, and a vanished host costs proxy_connect_timeout",
-        "about once a fail_timeout instead of on every request it comes first for. One",
-        "lost connect to the master is not enough to pass it over. The price: a new",
-        "master may be passed over for up to fail_timeout after it last refused as a",
-        "standby, and nginx counts fail_timeout in whole seconds, so 1-2 s (counted",
-        "below). zone shares these counts between the workers.",
+        "max_fails=0: nginx never passes a node over, so a new master gets its share of",
+        "requests from the moment its kernel lets them in: the failover at the VIP is the",
+        "lease's own time, with no probe lag. A standby's refusal costs one round trip",
+        "(a TCP reset). The price: a host that vanished (powered off, link down) costs",
+        "proxy_connect_timeout on every request that tries it first, about one in",
+        "nodes, until it is back; lower --connect-timeout on a fast network.",
         "proxy_connect_timeout: a refused connection fails at once; the timeout only",
         "bounds a node that does not answer at all.",
         "Limits: while no node holds the lease, clients get nginx's 502 at once (nothing",
@@ -260,6 +250,4 @@ def render_fenced(config: NginxConfig, figures: tuple[str, ...], command: str) -
         _fenced_notes(config),
         figures,
     )
-    zone = [f"    zone {config.upstream} 64k;"]
-    server = f"max_fails={FENCED_MAX_FAILS} fail_timeout={duration(FENCED_FAIL_TIMEOUT)}"
-    return "\n".join([*lines, *_retrying(config, zone, server, "")])
+    return "\n".join([*lines, *_retrying(config, "max_fails=0", "")])

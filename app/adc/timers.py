@@ -325,22 +325,15 @@ class CaddyTimers:
         return (timeout, timeout)
 
 
-def fenced_lines(node: NodeTiming, skip: float, connect_timeout: float) -> tuple[str, ...]:
-    """The figures for a fenced cluster behind an ADC that keeps no UP state (nginx).
-
-    ``skip``: how long the ADC may still pass over a node it saw refuse, after that
-    node became master (nginx's ``fail_timeout``, which nginx counts in whole seconds:
-    up to one more second in the worst case).
-    """
+def fenced_lines(node: NodeTiming, connect_timeout: float) -> tuple[str, ...]:
+    """The figures for a fenced cluster behind an ADC that keeps no UP state (nginx)."""
     expiry = node.lease_ttl + ETCD_EXPIRY_LAG
-    passed_over = math.floor(skip) + 1.0
     return (
         f"Timer arithmetic (vipmon lease TTL {seconds(node.lease_ttl)}):",
         "Worst case from a master crash to VIP traffic on the new master:",
-        f"  TTL + {seconds(ETCD_EXPIRY_LAG)} etcd expiry lag + fail_timeout {seconds(skip)} "
-        f"in whole seconds, up to {seconds(passed_over)} = {seconds(expiry + passed_over)}",
-        "  (the new master opens its port when it takes the lease; nginx may pass over it",
-        "  for fail_timeout after it last refused as a standby). A request that first tries",
+        f"  TTL + {seconds(ETCD_EXPIRY_LAG)} etcd expiry lag = {seconds(expiry)}",
+        "  (the new master opens its port when it takes the lease; nginx tries it on the",
+        "  next request, since it never passes a node over). A request that first tries",
         f"  a vanished host waits proxy_connect_timeout = {seconds(connect_timeout)} more.",
         "Two nodes serving at once: never, by the fence: every node without the lease",
         "  refuses new connections with a TCP reset, whatever nginx believes.",

@@ -435,11 +435,12 @@ def scenario(
     fenced: bool = True,
     rounds: int = 1,
     pause: float = 1.0,
+    drain: float = 0.3,
 ) -> Scenario:
     """The whole run in a world of its own; ``tmp`` holds the logs and the load's file."""
     tmp.mkdir(parents=True, exist_ok=True)
     with World(HOSTS) as world:
-        nodes = Nodes(world, tmp, fenced=fenced)
+        nodes = Nodes(world, tmp, fenced=fenced, drain=drain)
         try:
             proxy = start_lb(lb, world, tmp)
             nodes.wait_serving()

@@ -29,13 +29,13 @@ def test_nginx_fenced_round_robins_over_every_node_and_retries(capsys):
     assert (code, err) == (0, "")
     lines = directives(out)
     servers = [line for line in lines if line.startswith("server ") and line != "server {"]
-    assert servers == [f"server 10.0.0.1{i}:8080 max_fails=2 fail_timeout=1s;" for i in (1, 2, 3)]
-    assert "zone vipmon_nodes 64k;" in lines
+    # max_fails=0: nginx never passes the new master over for having refused as a standby.
+    assert servers == [f"server 10.0.0.1{i}:8080 max_fails=0;" for i in (1, 2, 3)]
     assert "proxy_next_upstream error timeout;" in lines  # no http_503, http_502, non_idempotent
     assert "proxy_next_upstream_tries 3;" in lines
     assert "proxy_connect_timeout 500ms;" in lines
     assert not any("balance" in line or "health_check" in line for line in lines)
-    assert "fail_timeout 1 s in whole seconds, up to 2 s = 4.5 s" in out
+    assert "TTL + 0.5 s etcd expiry lag = 2.5 s" in out
 
 
 def test_nginx_fenced_takes_the_connect_timeout_and_refuses_too_few_tries(capsys):
