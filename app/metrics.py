@@ -240,7 +240,7 @@ class _FailoverGaps:
 
     def observe_new(self, snap: Snapshot) -> None:
         with self.lock:
-            for record in sorted(snap.history, key=lambda r: r.term):
+            for record in reversed(snap.history):  # newest first: oldest first here
                 mine = record.node_id == self.node_id and record.url == snap.advertise_url
                 if record.term <= self.last_term or not mine or record.began is None:
                     continue
