@@ -40,7 +40,10 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 # the deploy tests podman (with runc, uidmap's newuidmap and catatonit for --init),
 # mmdebstrap for the local Debian base, and systemd-analyze from systemd; and chromium for
 # the status page's browser test (driven by the playwright package, never its own browser);
-# nftables (nft, and the libnftables1 the kernel fence loads); and caddy.
+# nftables (nft, and the libnftables1 the kernel fence loads); and caddy. Then, in a step
+# of its own, Prometheus (the server and promtool) for the alert rules' tests, without its
+# recommended packages (node-exporter and the like); its package starts a service, which
+# is stopped and disabled at once: the tests start their own Prometheus.
 system-deps:
 	@missing=""; \
 	command -v etcd >/dev/null 2>&1 || missing="$$missing etcd-server"; \
@@ -61,6 +64,18 @@ system-deps:
 		echo "installing:$$missing"; \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+	@if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then \
+		echo "installing: prometheus (without recommended packages)"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
+			prometheus || exit 1; \
+		if [ -d /run/systemd/system ]; then \
+			$(SUDO) systemctl disable --now prometheus.service; \
+		elif [ -x /etc/init.d/prometheus ]; then \
+			$(SUDO) /etc/init.d/prometheus stop >/dev/null 2>&1 || true; \
+			$(SUDO) update-rc.d prometheus disable >/dev/null 2>&1 || true; \
+		fi; \
 	fi
 
 # Debian packages the benchmarks add: wrk, the load generator of bench/probe.py.

@@ -131,6 +131,10 @@ class Snapshot:
     shutting_down: bool = False
     maintenance: bool = False
     paused: bool = False
+    #: Since when (wall clock) this node's maintenance and the cluster's pause are on;
+    #: None while off.
+    maintenance_since: float | None = None
+    paused_since: float | None = None
     priority: int = 100
     eligible: bool = True
     check_configured: bool = False

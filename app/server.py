@@ -36,7 +36,7 @@ from app.http.admin import AdminToken
 from app.http.app import create_app
 from app.http.protocol import ProbeProtocol
 from app.http.tls import ServerTls, TlsFiles
-from app.metrics import Metrics
+from app.metrics import Metrics, NodeInfo
 from app.probe.agent import AgentCheckServer
 from app.probe.tcp_monitor import TcpMonitor
 from app.role import Role, Transition
@@ -242,7 +242,9 @@ def serve(settings: Settings) -> int:
     elector = Elector(
         settings, store, clock, check=lambda: check.state, barrier=barrier, fence=fence
     )
-    metrics = Metrics(elector, clock, check_state=lambda: check.state)
+    metrics = Metrics(
+        elector, clock, NodeInfo.from_settings(settings), check_state=lambda: check.state
+    )
     live_window = max(3.0, 2.0 * settings.lease_ttl)
     systemd = Systemd.from_environ(lambda: elector.heartbeat, clock, max_stale=live_window)
     tcp_monitor = (

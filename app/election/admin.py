@@ -149,7 +149,8 @@ class AdminCommands:
         e = self.e
         key = pause_key(e.settings.cluster)
         if paused:
-            await e.store.put(key, json.dumps({"by": e.settings.node_id}).encode(), 0)
+            record = {"by": e.settings.node_id, "at": e.wall()}
+            await e.store.put(key, json.dumps(record).encode(), 0)
         else:
             kv, _ = await e.store.get(key)
             if kv is not None:

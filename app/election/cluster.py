@@ -19,7 +19,7 @@ from typing import Protocol
 
 from app import __version__
 from app.clock import Clock
-from app.election.control import ControlState, control_prefix, decode_control
+from app.election.control import ControlState, control_prefix, date_unknown, decode_control
 from app.election.history import (
     Ending,
     History,
@@ -270,6 +270,7 @@ class ClusterSteps:
         held lost a race with a newer one, and is dropped."""
         if control.revision < self.control.revision:
             return
+        control = date_unknown(control, self.control, self.wall())
         changed = replace(control, revision=0) != replace(self.control, revision=0)
         self.control = control
         if changed:

@@ -2,14 +2,19 @@
 
 Operators steer the election through keys under ``/vipmon/<cluster>/control/``:
 
-* ``pause``: no node takes a free role (no automatic failover); a master keeps
-  its role for as long as it holds its lease. No lease: it stays until resume.
+* ``pause``: ``{"by", "at"}``. No node takes a free role (no automatic
+  failover); a master keeps its role for as long as it holds its lease. No
+  lease: it stays until resume.
 * ``switchover``: ``{"from", "to", "term"}``, bound to a lease of its own that
   is never renewed (see :mod:`app.election.handover`). The master named
   ``from`` with that term hands over; only ``to`` may take the role while the
   key exists; the new master deletes it.
-* ``maintenance/<node>``: that node is not eligible and hands over if master.
-  No lease, so it survives a restart of the node.
+* ``maintenance/<node>``: ``{"at"}``. That node is not eligible and hands over
+  if master. No lease, so it survives a restart of the node.
+
+``at`` is the wall-clock instant the operator's command wrote the key (since
+when it is on, as ``/metrics`` reports it); a key without one (written by an
+earlier release) is dated when this node first saw it (:func:`date_unknown`).
 
 Every acquire carries the blocking keys in its own transaction (the store's
 ``absent`` and ``same`` guards), so a pause or a switchover written a moment
@@ -19,9 +24,9 @@ earlier is never raced past. The policy functions here are pure.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from app.election.records import json_object
+from app.election.records import json_object, wall_time
 from app.role import Member
 from app.store.base import KeyValue
 
@@ -69,6 +74,12 @@ class ControlState:
     maintenance: frozenset[str] = field(default_factory=frozenset)
     garbage: tuple[str, ...] = ()
     revision: int = 0
+    #: Since when (wall clock) the pause and each node's maintenance are on, when known.
+    paused_at: float | None = None
+    maintenance_at: tuple[tuple[str, float], ...] = ()
+
+    def maintenance_since(self, node_id: str) -> float | None:
+        return dict(self.maintenance_at).get(node_id)
 
 
 def decode_control(cluster: str, kvs: list[KeyValue], revision: int = 0) -> ControlState:
@@ -78,18 +89,49 @@ def decode_control(cluster: str, kvs: list[KeyValue], revision: int = 0) -> Cont
     exists); it just names nobody, so nobody acts on it until it expires.
     """
     paused, switchover, maintenance, garbage = False, None, set(), []
+    paused_at, maintenance_at = None, []
     maint_prefix = maintenance_key(cluster, "")
     for kv in kvs:
         if kv.key == pause_key(cluster):
-            paused = True
+            paused, paused_at = True, _written_at(kv)
         elif kv.key == switchover_key(cluster):
             switchover = _decode_switchover(kv)
             if switchover is None:
                 garbage.append(kv.key)
                 switchover = Switchover("", "", 0, kv.create_revision)
         elif kv.key.startswith(maint_prefix):
-            maintenance.add(kv.key[len(maint_prefix) :])
-    return ControlState(paused, switchover, frozenset(maintenance), tuple(garbage), revision)
+            node_id = kv.key[len(maint_prefix) :]
+            maintenance.add(node_id)
+            at = _written_at(kv)
+            if at is not None:
+                maintenance_at.append((node_id, at))
+    return ControlState(
+        paused,
+        switchover,
+        frozenset(maintenance),
+        tuple(garbage),
+        revision,
+        paused_at,
+        tuple(sorted(maintenance_at)),
+    )
+
+
+def _written_at(kv: KeyValue) -> float | None:
+    data = json_object(kv.value)
+    return wall_time(data.get("at")) if data is not None else None
+
+
+def date_unknown(new: ControlState, held: ControlState, now: float) -> ControlState:
+    """``new`` with a time for each key on that carries none: the one ``held`` knew, or
+    ``now`` (wall clock) for a key seen for the first time."""
+    paused_at = new.paused_at
+    if new.paused and paused_at is None:
+        paused_at = held.paused_at if held.paused and held.paused_at is not None else now
+    dated = dict(new.maintenance_at)
+    for node_id in new.maintenance - dated.keys():
+        known = held.maintenance_since(node_id)
+        dated[node_id] = known if known is not None else now
+    return replace(new, paused_at=paused_at, maintenance_at=tuple(sorted(dated.items())))
 
 
 def _decode_switchover(kv: KeyValue) -> Switchover | None:

@@ -188,6 +188,8 @@ class Elector(ClusterSteps):
             draining=self.handover.releasing,
             maintenance=self.in_maintenance,
             paused=self.control.paused,
+            maintenance_since=self.control.maintenance_since(self.settings.node_id),
+            paused_since=self.control.paused_at if self.control.paused else None,
             priority=self.settings.priority,
             eligible=self.eligible(),
             check_configured=check.configured,

@@ -7,7 +7,7 @@ from typing import Any
 
 from app.clock import FakeClock
 from app.http.app import create_api
-from app.metrics import Metrics
+from app.metrics import Metrics, NodeInfo
 from app.role import Snapshot
 
 
@@ -36,6 +36,6 @@ def render_spec() -> str:
         live_window=3.0,
         commands=blank,
         admin_token="x" * 16,
-        metrics=Metrics(blank, clock),
+        metrics=Metrics(blank, clock, NodeInfo("vipmon", "spec", 2.0)),
     )
     return json.dumps(app.openapi(), indent=2, sort_keys=True) + "\n"

@@ -133,3 +133,31 @@ def test_the_refusal_is_a_409_with_the_reason_over_http():
     assert r.status_code == 200, r.text
     assert r.json() == {"node": "n1", "maintenance": True, "handed_over_to": None}
     assert in_maintenance(w, "n1") and KEY not in w.data.keys
+
+
+def test_since_when_maintenance_and_pause_are_on_comes_from_the_command_that_wrote_them():
+    w = world(100, 100)
+    run_virtual(w.clock, join(w, "n1"))
+    n2 = w.nodes["n2"]
+    n2.wall = lambda: 1.7e9
+    maintenance(w, "n2")
+    run_virtual(w.clock, AdminCommands(n2).pause(True))
+    n2.wall = lambda: 1.8e9  # later reads keep the instants the keys carry
+    run_virtual(w.clock, n2.read_control())
+    assert (n2.snapshot.maintenance_since, n2.snapshot.paused_since) == (1.7e9, 1.7e9)
+    run_virtual(w.clock, AdminCommands(n2).pause(False))
+    run_virtual(w.clock, AdminCommands(n2).maintenance(False))
+    assert (n2.snapshot.maintenance_since, n2.snapshot.paused_since) == (None, None)
+
+
+def test_a_key_without_its_instant_is_dated_when_first_seen():
+    w = world(100, 100)
+    run_virtual(w.clock, join(w, "n1"))
+    n2 = w.nodes["n2"]
+    w.data.put("/vipmon/vipmon/control/pause", b'{"by": "n1"}', 0)  # an earlier release
+    w.data.put(maintenance_key("vipmon", "n2"), b"{}", 0)
+    n2.wall = lambda: 1.7e9
+    run_virtual(w.clock, n2.read_control())
+    n2.wall = lambda: 1.8e9
+    run_virtual(w.clock, n2.read_control())
+    assert (n2.snapshot.maintenance_since, n2.snapshot.paused_since) == (1.7e9, 1.7e9)

@@ -7,7 +7,7 @@ import pytest
 
 from app.clock import FakeClock
 from app.http.app import create_api, create_app
-from app.metrics import Metrics
+from app.metrics import Metrics, NodeInfo
 from app.probe.answer import monitor_line
 from app.probe.asgi import ProbeApp
 from app.role import Member, Role, Snapshot, Transition
@@ -227,7 +227,7 @@ def test_the_probe_text_follows_each_new_snapshot(clock):
 
 def test_probe_answers_are_counted_by_route_and_status(clock):
     holder = Holder(MASTER)
-    metrics = Metrics(holder, clock)
+    metrics = Metrics(holder, clock, NodeInfo("c1", "n1", 2.0))
     c = AsgiClient(create_app(holder, clock, live_window=3.0, metrics=metrics))
     c.get("/monitor")
     c.request("HEAD", "/")
