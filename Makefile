@@ -8,10 +8,12 @@ PORT    ?= 8700
 STATE   ?= .vipmon-state
 DURATION ?= 10
 SEED     ?=
+CLUSTERS ?= 5,10,20
+QUIET    ?= 120
 BASE_IMAGE ?= docker.io/library/python:3.12-slim
 LOCAL_BASE ?=
 
-.PHONY: run test lint unit system-deps bench-deps venv venv-run bench chaos clean image
+.PHONY: run test lint unit system-deps bench-deps venv venv-run bench bench-scale chaos clean image
 
 # Two installs into one .venv, each with its stamp: `make run` needs only vipmon and its
 # runtime dependencies (about 60 MB); the tests, lint and benchmarks add the dev extras
@@ -113,6 +115,12 @@ bench: system-deps bench-deps venv
 	$(BIN)/python bench/failover.py
 	$(BIN)/python bench/adc_failover.py
 	$(BIN)/python bench/probe.py
+
+# Many clusters on one 3-member etcd, then one cluster on the embedded store (bounded:
+# each C runs QUIET seconds): make bench-scale CLUSTERS=5,10,20 QUIET=120
+bench-scale: system-deps venv
+	$(BIN)/python bench/scale.py --clusters $(CLUSTERS) --quiet $(QUIET)
+	$(BIN)/python bench/scale.py --local --quiet $(QUIET)
 
 # The long chaos run: make chaos DURATION=<minutes> SEED=<n>
 chaos: system-deps venv
