@@ -61,6 +61,12 @@ class Outcome:
     monitor_s: float  # first 200 from the new master at /monitor (or the master kept)
     vip_s: float  # the VIP answers from the majority's master
 
+    def __str__(self) -> str:
+        return (
+            f"{self.kind:8} on {self.on:11} ({self.host}): master {self.master_before} -> "
+            f"{self.master_after}, /monitor {self.monitor_s:.2f} s, VIP {self.vip_s:.2f} s"
+        )
+
 
 @dataclass
 class Cluster:
@@ -111,11 +117,20 @@ class Cluster:
         self.vip_reaches(master)
         return master
 
+    def etcd_leader_apart(self, master: str) -> str:
+        """etcd's leader's host, moved off the master's host if it was there."""
+        leader = self.world.etcd_leader()
+        if leader == master:
+            others = [bh.name for bh in self.world.members if bh.name != master]
+            leader = sorted(others, key=lambda n: n in {bh.name for bh in self.world.nodes})[0]
+            self.world.move_etcd_leader(leader)
+        return leader
+
     def fault(self, kind: str, on: str, hold: float = 0.0) -> Outcome:
         """``kind`` on the master's host (``on="master"``) or etcd's leader's host."""
         before = self.master(time.monotonic())
         self.vip_reaches(before)
-        host = before if on == "master" else self.world.etcd_leader()
+        host = before if on == "master" else self.etcd_leader_apart(before)
         survivors = {bh.name for bh in self.world.nodes} - {host}
         t0 = time.monotonic()
         self.world.inject(kind, host)

@@ -248,7 +248,13 @@ class HostWorld:
         (root / "var/lib/haproxy/vipmon-servers.state").write_bytes(state)
         (root / "etc/haproxy/vipmon.cfg").write_bytes((adc / "haproxy.cfg").read_bytes())
         argv = ["/usr/sbin/haproxy", "-db", "-f", "/etc/haproxy/vipmon.cfg"]
-        self.lb.host.popen(self.lb.wrap(argv), log=self.logs / "haproxy.log")
+        self.haproxy = self.lb.host.popen(self.lb.wrap(argv), log=self.logs / "haproxy.log")
+
+    def reload_lb(self) -> None:
+        """HAProxy again with ``adc/`` as it is now (a restart: every server starts DOWN)."""
+        self.haproxy.terminate()
+        self.haproxy.wait(10)
+        self.start_lb()
 
     def admin(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """``vipmon`` run on the admin host (``lb``), as the README types it."""
@@ -272,28 +278,45 @@ class HostWorld:
             except httpx.HTTPError:
                 return ""
 
-    def etcd_status(self) -> tuple[str, set[str]]:
-        """etcd's leader (``""`` if the members disagree) and the members that answer.
-
-        By ``etcdctl endpoint status`` from ``lb``, with the admin certificate.
-        """
+    def etcdctl(
+        self, *args: str, endpoints: Sequence[str] = (), root: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        """Debian's ``etcdctl`` from ``lb`` with the admin certificate (and root's password)."""
         admin = self.out / "admin"
+        urls = endpoints or [f"https://{bh.addr}:2379" for bh in self.members]
+        argv = ["etcdctl", f"--endpoints={','.join(urls)}", f"--cacert={admin}/ca.crt",
+                f"--cert={admin}/admin.crt", f"--key={admin}/admin.key",
+                "--dial-timeout=1s", "--command-timeout=3s"]  # fmt: skip
+        if root:
+            password = (admin / "etcd-root.password").read_text().strip()
+            argv += ["--user", "root", "--password", password]
+        return self.lb.host.run([*argv, *args], timeout=15)
+
+    def etcd_status(self) -> tuple[str, set[str]]:
+        """etcd's leader (``""`` if the members disagree) and the members that answer."""
         ids: dict[int, str] = {}
         leaders: set[int] = set()
         for bh in self.members:
-            done = self.lb.host.run(
-                ["etcdctl", f"--endpoints=https://{bh.addr}:2379", f"--cacert={admin}/ca.crt",
-                 f"--cert={admin}/admin.crt", f"--key={admin}/admin.key",
-                 "--dial-timeout=1s", "--command-timeout=2s", "endpoint", "status", "-w", "json"],
-                timeout=10,
-            )  # fmt: skip
+            url = f"https://{bh.addr}:2379"
+            done = self.etcdctl("endpoint", "status", "-w", "json", endpoints=[url])
             if done.returncode != 0:
                 continue
             status = json.loads(done.stdout)[0]["Status"]
             ids[int(status["header"]["member_id"])] = bh.name
-            leaders.add(int(status["leader"]))
+            leaders.add(int(status.get("leader", 0)))  # 0 (left out): no leader known
         leader = ids.get(leaders.pop(), "") if len(leaders) == 1 else ""
         return leader, set(ids.values())
+
+    def move_etcd_leader(self, to: str) -> None:
+        """``etcdctl move-leader`` to the member on host ``to``, and wait until it leads."""
+        listed = self.etcdctl("member", "list", "-w", "json", root=True)
+        assert listed.returncode == 0, listed.stderr
+        ids = {m["name"]: m["ID"] for m in json.loads(listed.stdout)["members"]}
+        leader = self.etcd_leader()
+        url = f"https://{self.hosts[leader].addr}:2379"
+        moved = self.etcdctl("move-leader", f"{ids[to]:x}", endpoints=[url], root=True)
+        assert moved.returncode == 0, moved.stderr
+        wait(lambda: self.etcd_status()[0] == to, 20, f"etcd's leader on {to}")
 
     def etcd_leader(self, timeout: float = 20) -> str:
         """The host of etcd's leader, once every answering member names the same one."""
