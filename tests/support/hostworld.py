@@ -100,6 +100,7 @@ class BundleHost:
     booted: int = 0
     units: list[str] = field(default_factory=list)
     holder: subprocess.Popen[bytes] | None = None
+    running: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -167,7 +168,8 @@ class BundleHost:
         for state in states:
             (self.root / "var/lib" / state).mkdir(mode=0o750, exist_ok=True)
         log = self.logs / f"{self.name}-{unit}.log"
-        return self.host.popen(self.wrap(argv, env), log=log)
+        self.running[unit] = self.host.popen(self.wrap(argv, env), log=log)
+        return self.running[unit]
 
     def boot(self, units: Sequence[str] | None = None, app: bool = True) -> None:
         """Start the units' ExecStart lines (etcd first) and the application."""
