@@ -108,9 +108,11 @@ def crash_runs(tmp: Path, runs: int) -> None:
         mine = [o for o in c.outcomes if o.kind == kind]
         mon = [o.monitor_s for o in mine]
         vip = [o.vip_s for o in mine]
+        both = sum(o.etcd_leader == o.host for o in mine)
         print(
             f"  {kind:8}  /monitor median {statistics.median(mon):.2f} s, worst {max(mon):.2f} s;"
             f"  VIP median {statistics.median(vip):.2f} s, worst {max(vip):.2f} s"
+            f"  ({both} of {len(mine)} with etcd's leader on the master's host)"
         )
 
 

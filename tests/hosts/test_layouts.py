@@ -11,12 +11,14 @@ and the cluster is whole again after the fault ends. The full matrix of faults i
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support.hostcluster import cluster
+from tests.support.hostcluster import LAYOUTS, assert_bundles_safe, cluster
+from tests.support.hostworld import bootstrap
 
 pytestmark = [
     pytest.mark.skipif(sys.platform != "linux", reason="network namespaces are Linux"),
@@ -37,3 +39,17 @@ def test_two_nodes_and_witness_master_host_frozen(tmp_path: Path) -> None:
         out = c.fault("freeze", "master")
         assert out.master_after != out.master_before
         assert out.monitor_s <= out.vip_s
+
+
+def test_the_bundle_check_fails_on_the_cas_key_or_a_key_others_can_read(tmp_path: Path) -> None:
+    hosts, witness = LAYOUTS["witness"]
+    out = tmp_path / "prod"
+    bootstrap(out, hosts, witness)
+    assert_bundles_safe(out)
+    shutil.copy(out / "admin/ca.key", out / "w/ca.key")
+    with pytest.raises(AssertionError, match="the CA's key"):
+        assert_bundles_safe(out)
+    (out / "w/ca.key").unlink()
+    (out / "n1/api.key").chmod(0o644)
+    with pytest.raises(AssertionError, match="lets others read it"):
+        assert_bundles_safe(out)

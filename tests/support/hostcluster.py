@@ -60,11 +60,13 @@ class Outcome:
     master_after: str
     monitor_s: float  # first 200 from the new master at /monitor (or the master kept)
     vip_s: float  # the VIP answers from the majority's master
+    etcd_leader: str = ""  # etcd's leader's host when the fault began
 
     def __str__(self) -> str:
+        leader = " (etcd's leader too)" if self.etcd_leader == self.host else ""
         return (
-            f"{self.kind:8} on {self.on:11} ({self.host}): master {self.master_before} -> "
-            f"{self.master_after}, /monitor {self.monitor_s:.2f} s, VIP {self.vip_s:.2f} s"
+            f"{self.kind:8} on {self.on:11} ({self.host}{leader}): master {self.master_before}"
+            f" -> {self.master_after}, /monitor {self.monitor_s:.2f} s, VIP {self.vip_s:.2f} s"
         )
 
 
@@ -132,6 +134,7 @@ class Cluster:
         self.vip_reaches(before)
         host = before if on == "master" else self.etcd_leader_apart(before)
         survivors = {bh.name for bh in self.world.nodes} - {host}
+        leader = self.world.etcd_leader()
         t0 = time.monotonic()
         self.world.inject(kind, host)
         try:
@@ -157,7 +160,7 @@ class Cluster:
         kind_on = f"{kind} {on}"
         self.faults.append(Fault(kind_on, host, t0, t1, HEAL_BOUND, (), cut, TTL, paused))
         self.together(t1)
-        outcome = Outcome(kind, on, host, before, new, first - t0, vip_at - t0)
+        outcome = Outcome(kind, on, host, before, new, first - t0, vip_at - t0, leader)
         self.outcomes.append(outcome)
         return outcome
 
