@@ -92,7 +92,7 @@ test: system-deps venv lint
 	$(BIN)/python -m pytest --durations=15 -m "not hosts_matrix" tests
 
 # The host world's full fault matrix, add-host and the replace-a-dead-host runbook
-# (tests/hosts, marker hosts_matrix): about N minutes, apart from `make test`.
+# (tests/hosts, marker hosts_matrix): about 3.5 minutes, apart from `make test`.
 test-hosts: system-deps venv
 	$(BIN)/python -m pytest --durations=15 -m hosts_matrix tests/hosts
 
