@@ -97,7 +97,6 @@ class BundleHost:
     host: Host
     root: Path
     logs: Path
-    booted: int = 0
     units: list[str] = field(default_factory=list)
     holder: subprocess.Popen[bytes] | None = None
     running: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -173,7 +172,6 @@ class BundleHost:
 
     def boot(self, units: Sequence[str] | None = None, app: bool = True) -> None:
         """Start the units' ExecStart lines (etcd first) and the application."""
-        self.booted += 1
         for unit in units if units is not None else self.units:
             self.start_unit(unit)
         if app and "vipmon.service" in self.units:
