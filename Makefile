@@ -13,7 +13,7 @@ QUIET    ?= 120
 BASE_IMAGE ?= docker.io/library/python:3.12-slim
 LOCAL_BASE ?=
 
-.PHONY: run test lint unit system-deps bench-deps venv venv-run bench bench-scale chaos clean image
+.PHONY: run test test-hosts lint unit system-deps bench-deps venv venv-run bench bench-scale chaos clean image
 
 # Two installs into one .venv, each with its stamp: `make run` needs only vipmon and its
 # runtime dependencies (about 60 MB); the tests, lint and benchmarks add the dev extras
@@ -106,7 +106,12 @@ lint: venv
 	$(BIN)/mypy
 
 test: system-deps venv lint
-	$(BIN)/python -m pytest --durations=15 tests
+	$(BIN)/python -m pytest --durations=15 -m "not hosts_matrix" tests
+
+# The host world's full fault matrix, add-host and the replace-a-dead-host runbook
+# (tests/hosts, marker hosts_matrix): about 3.5 minutes, apart from `make test`.
+test-hosts: system-deps venv
+	$(BIN)/python -m pytest --durations=15 -m hosts_matrix tests/hosts
 
 unit: venv
 	$(BIN)/python -m pytest tests/unit

@@ -5,7 +5,8 @@
 * ``vipmon bootstrap auth --out DIR``: etcd's users and role, then ``auth enable``, on the
   running cluster.
 * ``vipmon bootstrap add-host --out DIR --host n4=ADDR [--member] [--replace]``: one more
-  bundle from the kept CA.
+  bundle from the kept CA; for a vipmon node, ``DIR/adc/`` again with it (the ADC's
+  flags are kept in ``DIR/admin/adc.json``).
 
 Exit status: 0; 1 when the auth step fails against etcd; 2 with one line
 ``vipmon bootstrap: argument --X: reason`` for a bad flag (nothing is written then).
@@ -14,6 +15,7 @@ Exit status: 0; 1 when the auth step fails against etcd; 2 with one line
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -37,6 +39,7 @@ from app.cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, OneLineParser, Sub
 from app.http.tls import client_context
 
 ADC_KINDS = ("haproxy", "nginx", "caddy", "f5")
+ADC_ARGS_FILE = "adc.json"  # in DIR/admin: --adc, --vip, --app-port, for add-host
 _ADC_CA = {"haproxy": "/etc/haproxy/vipmon-ca.crt", "f5": "/Common/vipmon-ca.crt"}
 _ADC_FILE = {"haproxy": "haproxy.cfg", "nginx": "nginx.conf", "f5": "f5.tmsh"}
 
@@ -182,10 +185,9 @@ def generate(args: argparse.Namespace) -> int:
         roles = (["etcd member"] if host.member else []) + (["vipmon node"] if host.node else [])
         print(f"wrote {out / host.name}/ ({', '.join(roles)})")
     if adc_text:
-        (out / "adc").mkdir(mode=0o755)
-        for name, text in adc_text.items():
-            (out / "adc" / name).write_text(text)
-        (out / "adc" / "ca.crt").write_bytes(ca.cert_pem)
+        _write_adc(out, adc_text, ca.cert_pem)
+        adc = {"kind": args.adc, "vip": args.vip, "app_port": args.app_port}
+        (out / bundle.ADMIN / ADC_ARGS_FILE).write_text(json.dumps(adc, indent=2) + "\n")
         print(f"wrote {out / 'adc'}/ ({args.adc})")
     print(f"wrote {out / 'admin'}/ (the CA's key and etcd's root password: keep it off the hosts)")
     print("next: copy each host's directory to it and run its install.sh as root; then")
@@ -227,6 +229,15 @@ def add_host(args: argparse.Namespace) -> int:
     path = bundle.write_host(args.out, new_plan, host, ca, secret, state=state)
     bundle.save_plan(args.out, new_plan)
     print(f"wrote {path}/")
+    adc_args = args.out / bundle.ADMIN / ADC_ARGS_FILE
+    if host.node and adc_args.exists():
+        # the load balancer must know the node before it can win: else a master no server
+        # of the ADC points at, and the VIP serves nothing
+        adc = json.loads(adc_args.read_text())
+        texts = adc_files(new_plan, adc["kind"], adc["vip"], adc["app_port"])
+        _write_adc(args.out, texts, ca.cert_pem)
+        print(f"wrote {args.out / 'adc'}/ with {host.name}: load it into the load balancer")
+        print(f"      before {host.name} starts")
     count = len(new_plan.members)
     if host.member and count not in MEMBER_COUNTS:
         print(
@@ -252,6 +263,13 @@ def add_host(args: argparse.Namespace) -> int:
         print(f"{etcdctl} member add {host.name} --peer-urls {host.peer_url}")
     print(f"then copy {path}/ to {host.address} and run its install.sh as root")
     return EXIT_OK
+
+
+def _write_adc(out: Path, texts: dict[str, str], ca_pem: bytes) -> None:
+    (out / "adc").mkdir(mode=0o755, exist_ok=True)
+    for name, text in texts.items():
+        (out / "adc" / name).write_text(text)
+    (out / "adc" / "ca.crt").write_bytes(ca_pem)
 
 
 def _grown(plan: Plan, args: argparse.Namespace) -> tuple[Host, Plan]:

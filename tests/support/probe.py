@@ -6,10 +6,13 @@ probe saw: node, request start, response end, status and term.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import ssl
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import httpx
@@ -30,12 +33,24 @@ class Probe:
 
 
 class Prober:
-    """One thread per node, each probing about every ``interval`` s until stopped."""
+    """One thread per node, each probing about every ``interval`` s until stopped.
+
+    ``verify`` is the TLS context for https nodes; ``enter``, if given, is entered by
+    each probing thread first (e.g. a network namespace's ``Host.entered``).
+    """
 
     def __init__(
-        self, nodes: Sequence[tuple[str, str]], interval: float = 0.01, max_seconds: float = 600.0
+        self,
+        nodes: Sequence[tuple[str, str]],
+        interval: float = 0.01,
+        max_seconds: float = 600.0,
+        *,
+        verify: ssl.SSLContext | bool = True,
+        enter: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
     ) -> None:
         self.nodes = list(nodes)
+        self.verify = verify
+        self.enter = enter
         self.interval = interval
         self.max_seconds = max_seconds
         self.records: list[Probe] = []
@@ -55,7 +70,7 @@ class Prober:
 
     def _run(self, name: str, url: str) -> None:
         deadline = time.monotonic() + self.max_seconds
-        with httpx.Client(timeout=0.3) as client:
+        with self.enter(), httpx.Client(timeout=0.3, verify=self.verify) as client:
             while not self._stop.is_set() and time.monotonic() < deadline:
                 start = time.monotonic()
                 try:

@@ -256,13 +256,31 @@ def test_add_host_joins_a_member_from_the_kept_ca_and_warns_of_an_even_count(tmp
     assert "argument --host: duplicate address 10.0.1.4" in capsys.readouterr().err
 
 
+def test_add_host_of_a_node_rewrites_the_adc_config_with_it(three, tmp_path, capsys):
+    # Regression: add-host left adc/ as it was, so a new node that won the election was
+    # a master no server of the load balancer pointed at, and the VIP served nothing.
+    out = tmp_path / "out"
+    subprocess.run(["cp", "-a", str(three), str(out)], check=True, timeout=30)
+    assert main(["bootstrap", "add-host", "--out", str(out), "--host", "n4=10.0.1.4"]) == 0
+    assert "wrote " + str(out / "adc") + "/ with n4" in capsys.readouterr().out
+    text = (out / "adc" / "haproxy.cfg").read_text()
+    assert "server n4 10.0.1.4:8080 port 8700" in text and "server n1 10.0.1.1:8080" in text
+    assert "--vip 10.0.1.100:80" in text and "check-ssl" in text
+    assert " n4 10.0.1.4 0 " in (out / "adc" / "vipmon-servers.state").read_text()  # DOWN
+    argv = ["bootstrap", "add-host", "--out", str(out), "--host", "n3=10.0.1.13", "--replace"]
+    assert main(argv) == 0
+    assert "server n3 10.0.1.13:8080" in (out / "adc" / "haproxy.cfg").read_text()
+
+
 def test_add_host_without_member_and_replacing_a_witness(witness, tmp_path, capsys):
     out = tmp_path / "out"
     subprocess.run(["cp", "-a", str(witness), str(out)], check=True, timeout=30)
     assert main(["bootstrap", "add-host", "--out", str(out), "--host", "n3=10.0.1.3"]) == 0
     assert not (out / "n3" / "etcd.conf.yml").exists()
     assert (out / "n3" / "vipmon.toml").exists()
-    assert "member add" not in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "member add" not in said
+    assert not (out / "adc").exists() and "adc" not in said  # written only with --adc
     argv = ["bootstrap", "add-host", "--out", str(out), "--host", "w=10.0.1.10", "--replace"]
     assert main(argv) == 0
     said = capsys.readouterr()
