@@ -22,9 +22,6 @@ from pathlib import Path
 
 from app.adc.build import build as build_adc
 from app.adc.model import AdcError
-from app.bootstrap import bundle
-from app.bootstrap.auth import AuthStepError, Gateway, enable_auth
-from app.bootstrap.pki import CA
 from app.bootstrap.plan import (
     API_PORT,
     MEMBER_COUNTS,
@@ -38,6 +35,9 @@ from app.cli.adc import add_parser as add_adc_parser
 from app.cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, OneLineParser, Subparsers
 from app.http.tls import client_context
 
+# app.bootstrap's bundle, pki and auth modules (cryptography, yaml: about 10 MB of RSS)
+# are imported by the commands that use them, not here: every `vipmon run` builds this
+# parser too.
 ADC_KINDS = ("haproxy", "nginx", "caddy", "f5")
 ADC_ARGS_FILE = "adc.json"  # in DIR/admin: --adc, --vip, --app-port, for add-host
 _ADC_CA = {"haproxy": "/etc/haproxy/vipmon-ca.crt", "f5": "/Common/vipmon-ca.crt"}
@@ -172,6 +172,9 @@ def _plan(args: argparse.Namespace) -> tuple[Plan, bytes | None, dict[str, str]]
 
 def generate(args: argparse.Namespace) -> int:
     """Write every bundle, the admin directory and the ADC's config; exit status."""
+    from app.bootstrap import bundle
+    from app.bootstrap.pki import CA
+
     try:
         plan, etcd_ca, adc_text = _plan(args)
         bundle.prepare_out(args.out, args.force)
@@ -197,6 +200,9 @@ def generate(args: argparse.Namespace) -> int:
 
 def auth(args: argparse.Namespace) -> int:
     """``bootstrap auth``: 0 when auth is on and vipmon logs in, 1 if etcd refused a step."""
+    from app.bootstrap import bundle
+    from app.bootstrap.auth import AuthStepError, Gateway, enable_auth
+
     try:
         plan, _, secret = bundle.load_admin(args.out)
     except BootstrapError as exc:
@@ -220,6 +226,8 @@ def auth(args: argparse.Namespace) -> int:
 
 def add_host(args: argparse.Namespace) -> int:
     """``bootstrap add-host``: one more bundle, the plan updated, and the steps to take."""
+    from app.bootstrap import bundle
+
     try:
         plan, ca, secret = bundle.load_admin(args.out)
         host, new_plan = _grown(plan, args)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -291,3 +292,16 @@ def test_add_host_without_member_and_replacing_a_witness(witness, tmp_path, caps
     assert yaml.safe_load((out / "w" / "etcd.conf.yml").read_text())["initial-cluster-state"] == (
         "existing"
     )
+
+
+def test_the_parser_every_vipmon_run_builds_does_not_load_the_bootstrap_libraries():
+    """cryptography and yaml cost a node about 10 MB of RSS; only bootstrap needs them."""
+    code = (
+        "import sys, app.cli, app.server\n"
+        "app.cli.build_parser()\n"
+        "heavy = ('cryptography', 'yaml', 'app.bootstrap.pki')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
