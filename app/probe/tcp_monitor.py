@@ -87,8 +87,9 @@ class TcpMonitor:
             await self._shut()
 
     async def _open(self) -> None:
-        self._server = await asyncio.start_server(
-            _close_at_once, self.host, self.port, reuse_address=True
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            _CloseAtOnce, self.host, self.port, reuse_address=True
         )
 
     async def _shut(self) -> None:
@@ -105,7 +106,9 @@ class TcpMonitor:
         await self._shut()
 
 
-async def _close_at_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
+class _CloseAtOnce(asyncio.Protocol):
+    """Closes each accepted connection in the accept callback itself: no task that a
+    closing loop could cancel before it ran, leaving the connection open."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()

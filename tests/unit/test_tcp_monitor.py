@@ -22,8 +22,12 @@ class View:
 
 
 def _connects(port: int) -> bool:
+    """Connect; then wait for the monitor's close (EOF), so that the monitor has taken
+    the connection before the test's loop ends (a connection the loop never took leaks
+    its transport into a later test)."""
     try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+            assert conn.recv(1) == b""
     except ConnectionRefusedError:
         return False
     return True
