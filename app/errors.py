@@ -22,6 +22,16 @@ class SettingsError(VipmonError):
         self.reason = reason
 
 
+class ArgumentError(VipmonError):
+    """A command-line argument of a generator command is invalid: the CLI prints one
+    line, ``argument ARG: reason``, and exits with status 2."""
+
+    def __init__(self, argument: str, reason: str) -> None:
+        super().__init__(f"argument {argument}: {reason}")
+        self.argument = argument
+        self.reason = reason
+
+
 class StoreError(VipmonError):
     """The coordination store could not give an answer.
 

@@ -9,19 +9,14 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from app.errors import VipmonError
+from app.errors import ArgumentError
 
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 _HOST_CHARS = _NAME_CHARS | {":"}
 
 
-class AdcError(VipmonError):
+class AdcError(ArgumentError):
     """An argument of ``vipmon adc-config`` is invalid. The CLI exits 2."""
-
-    def __init__(self, argument: str, reason: str) -> None:
-        super().__init__(f"argument {argument}: {reason}")
-        self.argument = argument
-        self.reason = reason
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from app.errors import VipmonError
+from app.errors import ArgumentError
 from app.settings import base_url, check_name
 
 CLIENT_PORT = 2379
@@ -32,13 +32,8 @@ ETCD_BIN = "/usr/bin/etcd"
 MEMBER_COUNTS = (1, 3, 5)
 
 
-class BootstrapError(VipmonError):
+class BootstrapError(ArgumentError):
     """A flag of ``vipmon bootstrap`` is invalid: the CLI prints one line and exits 2."""
-
-    def __init__(self, flag: str, reason: str) -> None:
-        super().__init__(f"argument {flag}: {reason}")
-        self.flag = flag
-        self.reason = reason
 
 
 @dataclass(frozen=True)
