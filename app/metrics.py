@@ -136,7 +136,7 @@ class _ScrapeTimeCollector:
         remaining.add_metric([], snap.lease_remaining(now) if snap.holds_key else 0.0)
         up = self.check_state is None or self.check_state().ok
         check_up.add_metric([], 1.0 if up else 0.0)
-        store_up.add_metric([], _flag(snap.store_reachable and now < snap.store_ok_until))
+        store_up.add_metric([], _flag(snap.store_ready(now)))
         eligible.add_metric([], _flag(snap.eligible))
         info, ttl, began, maintenance, paused, fenced, fence_open, fence_error = families[7:]
         info.add_metric([self.info.cluster, self.info.node_id, self.info.version], 1.0)

@@ -185,6 +185,10 @@ class Snapshot:
             return Role.UNKNOWN
         return Role.STANDBY
 
+    def store_ready(self, now: float) -> bool:
+        """The store answered recently enough to trust (``/health/ready``)."""
+        return self.store_reachable and now < self.store_ok_until
+
     def lease_remaining(self, now: float) -> float:
         """Seconds of validity left on our lease, never negative."""
         return max(0.0, self.lease_valid_until - now)

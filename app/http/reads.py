@@ -69,7 +69,7 @@ def read_router(node: NodeView, clock: Clock, *, live_window: float) -> APIRoute
     )
     async def ready() -> Response:
         snap = node.snapshot
-        if snap.store_reachable and clock.now() < snap.store_ok_until:
+        if snap.store_ready(clock.now()):
             return JSONResponse({"status": "ok"})
         return JSONResponse({"status": f"store {snap.backend} unreachable"}, 503)
 
