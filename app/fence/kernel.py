@@ -38,28 +38,7 @@ class Libnftables:
                 "this process lacks CAP_NET_ADMIN (run as root, or grant the capability: "
                 "see the README's deployment forms)"
             )
-        name = ctypes.util.find_library("nftables") or _LIBRARY
-        try:
-            lib = ctypes.CDLL(name, use_errno=True)
-        except OSError as exc:
-            raise FenceUnavailable(
-                f"cannot load {_LIBRARY} ({exc}); install Debian's nftables package"
-            ) from exc
-        lib.nft_ctx_new.restype = ctypes.c_void_p
-        lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
-        for fn in ("nft_ctx_buffer_output", "nft_ctx_buffer_error"):
-            getattr(lib, fn).argtypes = [ctypes.c_void_p]
-        for fn in ("nft_ctx_get_output_buffer", "nft_ctx_get_error_buffer"):
-            getattr(lib, fn).argtypes = [ctypes.c_void_p]
-            getattr(lib, fn).restype = ctypes.c_char_p
-        lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-        lib.nft_run_cmd_from_buffer.restype = ctypes.c_int
-        ctx = lib.nft_ctx_new(0)
-        if not ctx:
-            raise FenceUnavailable("libnftables could not make a context")
-        lib.nft_ctx_buffer_output(ctx)
-        lib.nft_ctx_buffer_error(ctx)
-        self._lib, self._ctx = lib, ctx
+        self._lib, self._ctx = open_context()
         self._lock = threading.Lock()
 
     def run(self, commands: str) -> str:
@@ -73,6 +52,33 @@ class Libnftables:
                 raise FenceUnavailable(f"{message}: needs CAP_NET_ADMIN in this network namespace")
             raise FenceError(message)
         return out.decode(errors="replace")
+
+
+def open_context() -> tuple[ctypes.CDLL, int]:
+    """Load libnftables, declare the calls used, and make a context whose output and
+    errors are buffered. Raises FenceUnavailable. No capability check: the caller's."""
+    name = ctypes.util.find_library("nftables") or _LIBRARY
+    try:
+        lib = ctypes.CDLL(name, use_errno=True)
+    except OSError as exc:
+        raise FenceUnavailable(
+            f"cannot load {_LIBRARY} ({exc}); install Debian's nftables package"
+        ) from exc
+    lib.nft_ctx_new.restype = ctypes.c_void_p
+    lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
+    for fn in ("nft_ctx_buffer_output", "nft_ctx_buffer_error"):
+        getattr(lib, fn).argtypes = [ctypes.c_void_p]
+    for fn in ("nft_ctx_get_output_buffer", "nft_ctx_get_error_buffer"):
+        getattr(lib, fn).argtypes = [ctypes.c_void_p]
+        getattr(lib, fn).restype = ctypes.c_char_p
+    lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    lib.nft_run_cmd_from_buffer.restype = ctypes.c_int
+    ctx = lib.nft_ctx_new(0)
+    if not ctx:
+        raise FenceUnavailable("libnftables could not make a context")
+    lib.nft_ctx_buffer_output(ctx)
+    lib.nft_ctx_buffer_error(ctx)
+    return lib, ctx
 
 
 def has_net_admin(status: str = "/proc/self/status") -> bool:

@@ -185,20 +185,12 @@ def isolated(image: str, *run_args: str, entrypoint: str | None = None) -> tuple
     )
 
 
+# The image's own binding (app.fence.kernel.open_context), without Libnftables' own
+# capability check: the probe reports what the kernel itself answers.
 _LIBNFTABLES_PROBE = """
-import ctypes, json, os, sys
-lib = ctypes.CDLL("libnftables.so.1")
-lib.nft_ctx_new.restype = ctypes.c_void_p
-lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
-for fn in ("nft_ctx_buffer_output", "nft_ctx_buffer_error"):
-    getattr(lib, fn).argtypes = [ctypes.c_void_p]
-for fn in ("nft_ctx_get_output_buffer", "nft_ctx_get_error_buffer"):
-    getattr(lib, fn).argtypes = [ctypes.c_void_p]
-    getattr(lib, fn).restype = ctypes.c_char_p
-lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-ctx = lib.nft_ctx_new(0)
-lib.nft_ctx_buffer_output(ctx)
-lib.nft_ctx_buffer_error(ctx)
+import json, os, sys
+from app.fence.kernel import open_context
+lib, ctx = open_context()
 rc = lib.nft_run_cmd_from_buffer(ctx, sys.argv[1].encode())
 status = dict(line.split(":\\t", 1) for line in open("/proc/self/status") if ":\\t" in line)
 print(json.dumps({
