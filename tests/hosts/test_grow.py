@@ -20,7 +20,8 @@ import pytest
 
 from tests.support.checker import Fault
 from tests.support.hostcluster import HEAL_BOUND, Cluster, cluster
-from tests.support.hostworld import API_PORT, wait
+from tests.support.hostworld import API_PORT
+from tests.support.nodes import wait_for
 
 pytestmark = [
     pytest.mark.skipif(sys.platform != "linux", reason="network namespaces are Linux"),
@@ -58,7 +59,7 @@ def standby(c: Cluster, name: str, after: float) -> None:
             for p in list(c.prober.records)
         )
 
-    wait(seen, 60, f"{name} STANDBY at /monitor")
+    wait_for(seen, timeout=60, interval=0.1, what=f"{name} STANDBY at /monitor")
 
 
 def test_add_host_joins_a_fourth_member(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.netns import PLAIN_APP, Host, World
-from tests.support.nodes import REPO
+from tests.support.nodes import REPO, wait_for
 
 APP, API, TCP_MONITOR = 8080, 8700, 8081
 NODES = ("n1", "n2", "n3")
@@ -81,29 +81,23 @@ class Fenced:
 
     def wait_serving(self, names: tuple[str, ...] = NODES, timeout: float = 20) -> None:
         """Until every node answers /monitor: its fence is in (it is installed first)."""
-        deadline = time.monotonic() + timeout
-        for _ in range(int(timeout / 0.05) + 1):
-            if all(self.monitor(n) is not None for n in names):
-                return
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"not every node of {names} serves within {timeout} s")
+        wait_for(
+            lambda: all(self.monitor(n) is not None for n in names),
+            timeout=timeout,
+            interval=0.05,
+            what=f"every node of {names} to serve",
+        )
 
     def positive(self, among: tuple[str, ...] = NODES) -> list[str]:
         return [n for n in among if self.monitor(n) == 200]
 
     def wait_master(self, among: tuple[str, ...] = NODES, timeout: float = 20) -> str:
-        deadline = time.monotonic() + timeout
-        for _ in range(int(timeout / 0.05) + 1):
+        def one() -> str | None:
             found = self.positive(among)
             assert len(found) <= 1, f"two positive nodes: {found}"
-            if found:
-                return found[0]
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"no master among {among} within {timeout} s")
+            return found[0] if found else None
+
+        return str(wait_for(one, timeout=timeout, interval=0.05, what=f"a master in {among}"))
 
 
 @pytest.fixture
@@ -185,17 +179,6 @@ def test_the_fence_never_outlives_the_lease_on_a_freeze_and_a_crash(fenced: Fenc
     assert [n for n in NODES if f.accepts(n)] == [master_now]
 
 
-def _wait(predicate, what: str, timeout: float = 20) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    for _ in range(int(timeout / 0.02) + 1):
-        if predicate():
-            return
-        if time.monotonic() > deadline:
-            break
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 def _status(host: Host) -> str:
     done = host.run([sys.executable, "-m", "app", "fence", "status"])
     assert done.returncode == 0, done.stderr
@@ -220,7 +203,7 @@ def test_start_exit_a_missing_capability_and_a_failed_refresh_are_fail_closed(fe
     assert not f.accepts("n2")
     assert "new connections:  refused" in _status(w["n2"])
     f.start("n1")
-    _wait(lambda: f.monitor("n1") == 200, "n1 master")
+    wait_for(lambda: f.monitor("n1") == 200, timeout=20, what="n1 master")
     assert f.accepts("n1") and not f.accepts("n2")
     assert "new connections:  allowed: 8080" in _status(w["n1"])
 
@@ -230,10 +213,10 @@ def test_start_exit_a_missing_capability_and_a_failed_refresh_are_fail_closed(fe
     f.wait_serving(("n3",))
     gone = w["n1"].run(["nft", "delete", "table", "inet", "vipmon_vipmon"])
     assert gone.returncode == 0, gone.stderr
-    _wait(lambda: f.monitor("n1") != 200, "n1 negative after its fence failed")
-    _wait(lambda: f.monitor("n3") == 200, "n3 master")
+    wait_for(lambda: f.monitor("n1") != 200, timeout=20, what="n1 negative, its fence failed")
+    wait_for(lambda: f.monitor("n3") == 200, timeout=20, what="n3 master")
     assert "fence on ports 8080 failed" in f.log("n1")
-    _wait(lambda: not f.accepts("n1"), "n1's table back, closed")
+    wait_for(lambda: not f.accepts("n1"), timeout=20, what="n1's table back, closed")
     assert f.positive() == ["n3"]
 
     # Exit: SIGTERM; the port stays refused after the process is gone.

@@ -32,7 +32,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -41,7 +40,7 @@ from typing import Any
 from tests.support import nginx as ngx
 from tests.support.haproxy import HAPROXY, adc_config
 from tests.support.netns import PLAIN_APP, Host, World
-from tests.support.nodes import REPO
+from tests.support.nodes import REPO, wait_for
 
 NODES = ("n1", "n2", "n3")
 HOSTS = (*NODES, "lb", "client")  # lb is 10.77.0.4, client 10.77.0.5
@@ -116,19 +115,6 @@ for t in threads:
 """
 
 
-def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 20) -> Any:
-    """Poll ``predicate`` every 20 ms until it returns something true; bounded."""
-    deadline = time.monotonic() + timeout
-    for _ in range(int(timeout / 0.02) + 1):
-        found = predicate()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            break
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 class Nodes:
     """The three nodes: their applications, their vipmon processes, our view of them."""
 
@@ -180,14 +166,15 @@ class Nodes:
         return found[0] if len(found) == 1 else None
 
     def wait_master(self, among: tuple[str, ...] = NODES, timeout: float = 20) -> str:
-        return str(wait_for(lambda: self.master(among), f"one master among {among}", timeout))
+        found = wait_for(lambda: self.master(among), timeout=timeout, what=f"a master in {among}")
+        return str(found)
 
     def wait_serving(self, names: tuple[str, ...] = NODES, timeout: float = 30) -> None:
         """Until every one of ``names`` answers /monitor (its fence is in by then)."""
         wait_for(
             lambda: all(self.monitor(n) is not None for n in names),
-            f"{names} to answer /monitor",
-            timeout,
+            timeout=timeout,
+            what=f"{names} to answer /monitor",
         )
 
     def switchover(self, master: str) -> dict[str, Any]:
@@ -336,14 +323,18 @@ def run_faults(
             # Stopped for longer than the TTL: the new master alone shows it expired.
             time.sleep(max(0.0, at + TTL + 0.5 - time.time()))
             os.kill(proc.pid, signal.SIGCONT)
-            wait_for(lambda o=old: nodes.monitor(o) not in (None, 200), f"{old} negative")
+            wait_for(
+                lambda o=old: nodes.monitor(o) not in (None, 200),
+                timeout=20,
+                what=f"{old} negative",
+            )
         elif kind in ("sigterm", "sigkill"):
             proc.wait(timeout)
             nodes.start(old)
         wait_for(
             lambda n=new, t=at: n in load.served_since(t),
-            f"a request through the VIP served by {new} after the {kind}",
-            timeout,
+            timeout=timeout,
+            what=f"a request through the VIP served by {new} after the {kind}",
         )
         done.append(Fault(kind, old, at, new))
     nodes.wait_serving(timeout=timeout)
@@ -413,7 +404,7 @@ def settled_history(nodes: Nodes, faults: list[Fault]) -> list[dict[str, Any]]:
             return None
         return terms if len(terms) > len(faults) else None
 
-    return wait_for(ready, "the history to show every term", timeout=20)  # type: ignore[no-any-return]
+    return wait_for(ready, timeout=20, what="the history to show every term")
 
 
 @dataclass
@@ -450,7 +441,8 @@ def scenario(
             try:
                 wait_for(
                     lambda: proxy.poll() is None and load.served_since(began),
-                    f"a request served through {lb} (and {lb} running: see {tmp})",
+                    timeout=20,
+                    what=f"a request served through {lb} (and {lb} running: see {tmp})",
                 )
                 faults = run_faults(nodes, load, kinds * rounds, pause=pause)
                 time.sleep(pause)

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from app.settings import Settings
 from tests.support.checker import Fault, check
-from tests.support.hostworld import HostWorld, bootstrap, running, wait
+from tests.support.hostworld import HostWorld, bootstrap, running
+from tests.support.nodes import wait_for
 from tests.support.probe import Prober
 
 TTL = float(Settings.model_fields["lease_ttl"].default)
@@ -90,12 +91,14 @@ class Cluster:
             found = max(hits, key=lambda p: p.start).node if hits else ""
             return bool(found)
 
-        wait(seen, WAIT, f"a master among {sorted(nodes)}", interval=0.05)
+        wait_for(seen, timeout=WAIT, interval=0.05, what=f"a master among {sorted(nodes)}")
         return found
 
     def vip_reaches(self, node: str) -> float:
         """Wait until the VIP answers from ``node``; when it first did."""
-        wait(lambda: self.world.vip() == node, WAIT, f"the VIP to reach {node}", interval=0.05)
+        wait_for(
+            lambda: self.world.vip() == node, timeout=WAIT, interval=0.05, what=f"the VIP at {node}"
+        )
         return time.monotonic()
 
     def together(self, after: float) -> str:
@@ -112,7 +115,7 @@ class Cluster:
 
         state = [""]
         try:
-            wait(whole, WAIT, "every node and every etcd member back", interval=0.2)
+            wait_for(whole, timeout=WAIT, interval=0.2, what="every node and etcd member back")
         except AssertionError as exc:
             raise AssertionError(f"{exc}: {state[0]}") from None
         master = self.master(time.monotonic())
@@ -150,7 +153,12 @@ class Cluster:
             vip_at = self.vip_reaches(new)
             if kind == "freeze":
                 hold = max(hold, 2 * TTL + 1.0)  # frozen for longer than the TTL
-            wait(lambda: time.monotonic() >= t0 + hold, hold + 1, "the fault's hold")
+            wait_for(
+                lambda: time.monotonic() >= t0 + hold,
+                timeout=hold + 1,
+                interval=0.1,
+                what="the fault's hold",
+            )
         finally:
             t1 = time.monotonic()
             self.world.heal(host)

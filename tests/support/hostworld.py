@@ -40,7 +40,6 @@ import signal
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +47,7 @@ from pathlib import Path
 import httpx
 
 from tests.support.netns import PLAIN_APP, Host, World
+from tests.support.nodes import wait_for
 from tests.support.probe import Probe, Prober
 
 VIPMON = Path(sys.executable).with_name("vipmon")
@@ -139,7 +139,7 @@ class BundleHost:
                 return cmdline.read_bytes().startswith(b"sleep")
             return False
 
-        wait(mounted, 10, f"{self.name}'s mounts", interval=0.01)
+        wait_for(mounted, timeout=10, interval=0.01, what=f"{self.name}'s mounts")
         return proc
 
     def prepare(self) -> None:
@@ -316,7 +316,12 @@ class HostWorld:
         url = f"https://{self.hosts[leader].addr}:2379"
         moved = self.etcdctl("move-leader", f"{ids[to]:x}", endpoints=[url], root=True)
         assert moved.returncode == 0, moved.stderr
-        wait(lambda: self.etcd_status()[0] == to, 20, f"etcd's leader on {to}")
+        wait_for(
+            lambda: self.etcd_status()[0] == to,
+            timeout=20,
+            interval=0.1,
+            what=f"etcd's leader on {to}",
+        )
 
     def etcd_leader(self, timeout: float = 20) -> str:
         """The host of etcd's leader, once every answering member names the same one."""
@@ -327,7 +332,7 @@ class HostWorld:
             found = self.etcd_status()[0]
             return bool(found)
 
-        wait(known, timeout, "an etcd leader")
+        wait_for(known, timeout=timeout, interval=0.1, what="an etcd leader")
         return found
 
     # -- faults -------------------------------------------------------------------------
@@ -373,18 +378,6 @@ class HostWorld:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def wait(predicate: object, timeout: float, what: str, interval: float = 0.1) -> None:
-    """Poll ``predicate`` (bounded in count and time); fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    for _ in range(int(timeout / interval) + 2):
-        if predicate():  # type: ignore[operator]
-            return
-        if time.monotonic() >= deadline:
-            break
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def masters(records: Sequence[Probe], after: float) -> set[str]:

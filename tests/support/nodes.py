@@ -15,12 +15,14 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
 from tests.support.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
 
 #: One client context for every plain request: httpx builds a new one per call
 #: otherwise (``verify=True``), about 70 ms each here, even for http:// URLs.
@@ -28,13 +30,15 @@ _SYSTEM_CAS = ssl.create_default_context()
 
 
 def wait_for(
-    predicate: Callable[[], bool], *, timeout: float, interval: float = 0.02, what: str = ""
-) -> None:
-    """Poll ``predicate`` until true; fail the test after ``timeout`` s."""
+    predicate: Callable[[], T | None], *, timeout: float, interval: float = 0.02, what: str = ""
+) -> T:
+    """Poll ``predicate`` until it returns something true, and return that; fail the test
+    after ``timeout`` s. Bounded in count and in time."""
     deadline = time.monotonic() + timeout
     for _ in range(int(timeout / interval) + 2):
-        if predicate():
-            return
+        found = predicate()
+        if found:
+            return found
         if time.monotonic() >= deadline:
             break
         time.sleep(interval)
