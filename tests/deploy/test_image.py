@@ -71,12 +71,17 @@ def test_sigterm_to_the_container_hands_over(podman: pm.Podman, images: pm.Image
             _node(podman, images, "c2", ports["c2"], volume, *extra) as c2,
         ):
             names = {"c1": c1, "c2": c2}
-            wait_for(
-                lambda: sorted(_monitor(p) for p in ports.values()) == [200, 503],
-                timeout=30,
-                interval=0.1,
-                what="one master among the containers",
-            )
+            try:
+                wait_for(
+                    lambda: sorted(_monitor(p) for p in ports.values()) == [200, 503],
+                    timeout=60,
+                    interval=0.1,
+                    what="one master among the containers",
+                )
+            except AssertionError as exc:
+                seen = {n: _monitor(p) for n, p in ports.items()}
+                logs = {n: podman.logs(c) for n, c in names.items()}
+                raise AssertionError(f"{exc}; /monitor {seen}; logs {logs}") from None
             master = next(n for n, p in ports.items() if _monitor(p) == 200)
             other = "c2" if master == "c1" else "c1"
             pid1 = podman.run("exec", names[master], "cat", "/proc/1/cmdline").stdout.split("\0")
