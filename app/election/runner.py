@@ -117,7 +117,8 @@ async def _campaign_loop(e: Elector, first_read: asyncio.Event) -> None:
             continue
         if _stale_holder(e):
             # We last saw another node hold the key. An acquire now would win at once
-            # if its lease had just expired, ahead of every higher-priority node: read.
+            # if its lease had just expired, ahead of every higher-priority node; and
+            # on etcd it is a raft write (an fsync) even when it loses: read instead.
             ok = await e.verify_hold()
             if ok and e.sees_key_free:
                 continue  # the key is free: campaign through the priority delay
@@ -144,8 +145,9 @@ async def _campaign_loop(e: Elector, first_read: asyncio.Event) -> None:
 
 
 def _stale_holder(e: Elector) -> bool:
-    """A standby that last saw another node hold the key, and would wait for a free one."""
-    return not e.holds_key and e.leader is not None and e.leader != e.me and e.free_key_delay() > 0
+    """A standby that last saw another node hold the key: it reads, and campaigns only
+    once the read or the watch shows the key free."""
+    return not e.holds_key and e.leader is not None and e.leader != e.me
 
 
 def _blocked(e: Elector) -> bool:
@@ -223,9 +225,13 @@ async def _history_reader(e: Elector) -> None:
     The watch is its own, so a read by the campaign loop never moves it past a
     record. An empty answer that came back early means the store compacted
     its history past ours: read it all again.
+
+    Its watches are long on every store: no role decision waits on the history,
+    and a watch left hanging on a frozen etcd member only delays what the history
+    shows, by one watch at most, since every other call moves off that member.
     """
     backoff = Backoff(0.1, 5.0)
-    timeout = _LONG_WATCH if e.store.long_watches else e.settings.lease_ttl / 2
+    timeout = _LONG_WATCH
     load = True
     while True:
         if load:

@@ -6,6 +6,7 @@ import logging
 from app.clock import FakeClock
 from app.election.elector import Elector
 from app.election.records import leader_key
+from app.election.runner import _stale_holder
 from app.errors import StoreAuthError, StoreUnavailable
 from app.role import Role
 from app.settings import load_settings
@@ -342,3 +343,20 @@ def test_the_local_store_names_its_sqlite_version_without_io(tmp_path):
     assert store.server_version == f"sqlite {sqlite3.sqlite_version}"
     assert not (tmp_path / "never-opened.sqlite").exists()
     assert MemoryStore(MemoryData(FakeClock())).server_version == ""
+
+
+def test_a_standby_that_saw_a_holder_reads_before_it_tries_to_acquire():
+    """On etcd an acquire is a raft write (a WAL fsync) even when it loses: after each quiet
+    watch, a standby that last saw another holder reads the key instead, equal priorities
+    too, and campaigns once it has seen the key free."""
+    w = World(2)
+    w.step_all()
+    master = next(e for e in w.nodes if e.snapshot.is_master(w.clock.now()))
+    standby = next(e for e in w.nodes if e is not master)
+    assert standby.free_key_delay() == 0  # equal priorities: no delay to wait out
+    assert _stale_holder(standby)
+    assert not _stale_holder(master)
+    w.data.delete(leader_key("vipmon"))  # the master's term ended
+    run(standby.verify_hold())
+    assert standby.sees_key_free
+    assert not _stale_holder(standby)  # so the campaign loop acquires at once
