@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from app.store.base import EventKind, Store
+from app.errors import StoreLeaseGone
+from app.store.base import EventKind, Put, Store
 
 StoreFactory = Callable[[], Awaitable[Store]]
 
@@ -122,6 +123,49 @@ async def check_same_guard(make: StoreFactory) -> None:
         fresh = {"/same/switchover": current.create_revision}
         assert (await s.acquire("/same/leader", b"A", lease.lease_id, same=fresh)).won
         await s.revoke(lease.lease_id)
+    finally:
+        await s.close()
+
+
+async def check_resign_with_puts(make: StoreFactory) -> tuple[int, int]:
+    """``resign(key, rev, puts, absent)`` deletes and writes together or not at all: a
+    failed guard, or a put on a gone lease (``StoreLeaseGone``), changes nothing.
+
+    Returns the revisions of the delete's event and of the put (etcd: the same one).
+    """
+    key, record = "/handing/leader", "/handing/record"
+    s = await make()
+    try:
+        lease, other = await s.grant(10), await s.grant(10)
+        won = await s.acquire(key, b"me", lease.lease_id)
+        start = won.revision + 1
+        await s.put(record, b"someone else's", 0)
+        put = Put(record, b"mine", other.lease_id)
+        assert await s.resign(key, won.create_revision, [put], absent=[record]) is False
+        assert (await s.get(key))[0] is not None  # the guard failed: nothing changed
+        theirs = (await s.get(record))[0]
+        assert theirs is not None and theirs.value == b"someone else's"
+        assert await s.resign(record, theirs.create_revision)
+        await s.revoke(other.lease_id)
+        try:
+            await s.resign(key, won.create_revision, [put], absent=[record])
+        except StoreLeaseGone:
+            pass
+        else:
+            raise AssertionError("a put on a revoked lease went in")
+        assert (await s.get(key))[0] is not None and (await s.get(record))[0] is None
+        third = await s.grant(10)
+        put = Put(record, b"mine", third.lease_id)
+        assert await s.resign(key, won.create_revision, [put], absent=[record]) is True
+        written, _ = await s.get(record)
+        assert (await s.get(key))[0] is None and written is not None
+        assert written.value == b"mine" and written.lease == third.lease_id
+        events = await s.watch("/handing/", start, 1.0, prefix=True)
+        deleted = [e.revision for e in events if e.kv.key == key and e.kind is EventKind.DELETE]
+        assert deleted, events
+        await s.revoke(third.lease_id)
+        await s.revoke(lease.lease_id)
+        return deleted[-1], written.mod_revision
     finally:
         await s.close()
 

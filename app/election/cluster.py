@@ -276,6 +276,16 @@ class ClusterSteps:
         if changed:
             self.publish("control keys changed")
 
+    def fold_switchover(self, kv: KeyValue, deleted: bool, revision: int) -> None:
+        """A watch event of the switchover record, taken into the control state at once, so
+        that the record's target acquires on the very event that freed the key (the old
+        master writes both in one transaction). Only a hint: the acquire's guard, the
+        record's exact ``create_revision``, decides. An event older than the state held
+        is dropped (:meth:`take_control`); the loops read the control keys after it too."""
+        cluster = self.settings.cluster
+        record = None if deleted else decode_control(cluster, [kv], revision).switchover
+        self.take_control(replace(self.control, switchover=record, revision=revision))
+
     # -- the term history (app.election.history) ----------------------------
 
     def queue_history(self, key: str, value: bytes) -> None:

@@ -29,7 +29,13 @@ from typing import Protocol
 from app.clock import Clock
 from app.election.barrier import Barrier, NoBarrier
 from app.election.cluster import CheckView, ClusterSteps
-from app.election.control import ControlState, acquire_guards, campaign_delay, control_prefix
+from app.election.control import (
+    ControlState,
+    acquire_guards,
+    campaign_delay,
+    control_prefix,
+    switchover_key,
+)
 from app.election.handover import Handover
 from app.election.history import LEASE_EXPIRED, LEASE_LOST, Ending, History, earliest_end
 from app.election.lease import LeaseDeadline
@@ -125,6 +131,7 @@ class Elector(ClusterSteps):
         #: The watch covers every key of the cluster: the leader key, members, control.
         self.watch_prefix = cluster_prefix(settings.cluster)
         self._control_prefix = control_prefix(settings.cluster)
+        self._switchover_key = switchover_key(settings.cluster)
         self._members_prefix = members_prefix(settings.cluster)
         self.me = LeaderRecord(settings.node_id, settings.effective_advertise_url)
         self.started_at = wall()
@@ -585,6 +592,8 @@ class Elector(ClusterSteps):
             if self.history.owns(kv.key):
                 self.fold_history(kv, deleted=event.kind is EventKind.DELETE)
             elif kv.key.startswith(self._control_prefix):
+                if kv.key == self._switchover_key:
+                    self.fold_switchover(kv, event.kind is EventKind.DELETE, event.revision)
                 self.control_hint.set()
                 self.members_hint.set()
             elif kv.key.startswith(self._members_prefix) or self.roster.owns(kv.key):

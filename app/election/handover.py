@@ -28,12 +28,16 @@ failback) or the resignation on SIGTERM. All of them run one protocol,
    abandons its lease first, so that leaving the state can never make the
    node positive for a key it may have deleted.
 
-A switchover (:meth:`Handover.switchover`) first writes its record
+A switchover (:meth:`Handover.switchover`) writes its record
 ``/vipmon/<cluster>/control/switchover`` on a lease of its own, granted for
 ``switchover_timeout + lease_ttl`` and never renewed: the record blocks every
 node but the target, and it goes in a ``finally`` (the lease is revoked), or
 by itself when that lease runs out, so no failed read, crash or partition
-can leave it behind to block the cluster.
+can leave it behind to block the cluster. Asked of the master, the record's
+lease is granted during the release and the record goes in with step 5's
+delete, in one transaction (:meth:`Handover._delete_with_record`): the target
+acquires on that watch event, two commits after the drain. Asked of another
+node, the record is written first, and the master's duties release.
 
 This module owns the hand-over's state (``releasing_term``) and its lock; the
 elector reads them. Sleeps are taken from the elector's clock, so a fake clock
@@ -45,7 +49,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from app.election.control import (
@@ -66,7 +70,7 @@ from app.election.history import (
 from app.election.records import decode_leader, decode_member, member_key
 from app.errors import StoreError, SwitchoverFailed
 from app.role import Member
-from app.store.base import KeyValue
+from app.store.base import KeyValue, LeaseGrant, Put
 
 if TYPE_CHECKING:
     from app.election.elector import Elector
@@ -76,6 +80,16 @@ log = logging.getLogger("vipmon.election")
 _RETRY = 0.1  # s between tries of a failed read or withdrawal
 _POLL = 0.05  # s before reading again after a watch that saw nothing
 _WITHDRAW_TRIES = 3
+
+
+@dataclass
+class Handing:
+    """A master's own switchover, carried through its release: ``record`` goes in with the
+    key's delete, on the lease ``granting`` grants meanwhile; ``written`` once it did."""
+
+    record: Switchover
+    granting: asyncio.Task[LeaseGrant]
+    written: bool = False
 
 
 class Handover:
@@ -99,13 +113,16 @@ class Handover:
 
     # -- the release protocol ----------------------------------------------
 
-    async def release(self, reason: str, ending: Ending | None = None) -> bool:
+    async def release(
+        self, reason: str, ending: Ending | None = None, handing: Handing | None = None
+    ) -> bool:
         """Give up the role as the module docstring says. True if the captured key is gone.
 
         The lease is kept (the node stays a member). Returns at once, True, when
         the node holds no key. The term's end record (``ending``: how) is written
         while the node drains and settles, and before the key goes, so the next
-        master finds it.
+        master finds it. ``handing``: the master's own switchover, whose record goes
+        in with the key's delete.
         """
         e = self.e
         if not e.holds_key:
@@ -145,7 +162,7 @@ class Handover:
                 )
                 self._abandon(term, reason)
                 return False
-            return await self._delete(term, reason)
+            return await self._delete(term, reason, handing)
         except BaseException:
             # Cancelled, or a bug: the key may be deleted or not; never come back positive.
             self._abandon(term, f"{reason}: release interrupted")
@@ -163,10 +180,13 @@ class Handover:
         if e.holds_key and e.term == term:
             e.lose_lease(f"{reason}; lease abandoned")
 
-    async def _delete(self, term: int, reason: str) -> bool:
+    async def _delete(self, term: int, reason: str, handing: Handing | None = None) -> bool:
         e = self.e
         try:
-            deleted = await e.store.resign(e.key, term)
+            if handing is None:
+                deleted = await e.store.resign(e.key, term)
+            else:
+                deleted = await self._delete_with_record(term, handing)
         except StoreError as exc:
             log.warning("releasing term %d failed (%s); letting the lease expire", term, exc)
             self._abandon(term, reason)
@@ -175,6 +195,24 @@ class Handover:
         if e.holds_key and e.term == term:
             e.lose_key(reason)
         return True
+
+    async def _delete_with_record(self, term: int, handing: Handing) -> bool:
+        """Delete the term and write the switchover record in one transaction, guarded by
+        the term's ``create_revision`` and the record key's absence. If the record's lease
+        was not granted, or another record got in first, the key is deleted alone (the
+        switchover then says why, :meth:`_switch_over_from_here`). Raises ``StoreError``."""
+        e = self.e
+        key = switchover_key(e.settings.cluster)
+        try:
+            grant = await handing.granting
+        except StoreError as exc:
+            log.warning("switchover to %s: no lease for its record (%s)", handing.record.to_id, exc)
+            return await e.store.resign(e.key, term)
+        record = Put(key, handing.record.encode(), grant.lease_id)
+        if await e.store.resign(e.key, term, [record], absent=[key]):
+            handing.written = True
+            return True
+        return await e.store.resign(e.key, term)
 
     async def resign(self) -> None:
         """SIGTERM: negative at once, release (drain, settle, delete), revoke the lease."""
@@ -223,6 +261,8 @@ class Handover:
         """
         e = self.e
         started = e.clock.now()
+        if e.holds_key and e.term == record.term:
+            return await self._switch_over_from_here(record, ending, started)
         grant = await e.store.grant(self._record_ttl())
         try:
             result = await e.store.acquire(
@@ -230,14 +270,48 @@ class Handover:
             )
             if not result.won:
                 raise SwitchoverFailed("another switchover is in progress")
-            waiting_from = started
-            if e.holds_key and e.term == record.term:
-                why = ending or Ending(SWITCHOVER, record.to_id)
-                await self.release(f"switchover to {record.to_id}", why)
-                waiting_from = e.clock.now()  # our own drain does not count against the target
-            return await self._wait_for_target(record, started, waiting_from)
+            return await self._wait_for_target(record, started, started)
         finally:
             await self._withdraw(grant.lease_id)
+
+    async def _switch_over_from_here(
+        self, record: Switchover, ending: Ending | None, started: float
+    ) -> tuple[int, float]:
+        """The master's own switchover: two commits on the target's path.
+
+        The record's lease is granted while the node drains; the record goes in with
+        the term's delete, in one transaction at the end of the release; the target
+        acquires on that watch event. If the release did not write the record (it
+        let the lease expire instead, or the key was gone already), the record is
+        written alone afterwards, as a requester that is not the master writes it.
+        """
+        e = self.e
+        if e.control.switchover is not None:
+            raise SwitchoverFailed("another switchover is in progress")
+        handing = Handing(record, asyncio.create_task(e.store.grant(self._record_ttl())))
+        try:
+            why = ending or Ending(SWITCHOVER, record.to_id)
+            await self.release(f"switchover to {record.to_id}", why, handing)
+            waiting_from = e.clock.now()  # our own drain does not count against the target
+            if not handing.written:
+                grant = await handing.granting
+                key = switchover_key(e.settings.cluster)
+                result = await e.store.acquire(key, record.encode(), grant.lease_id)
+                if not result.won:
+                    raise SwitchoverFailed("another switchover is in progress")
+            return await self._wait_for_target(record, started, waiting_from)
+        finally:
+            await self._drop_grant(handing.granting)
+
+    async def _drop_grant(self, granting: asyncio.Task[LeaseGrant]) -> None:
+        """Withdraw the record (revoke its lease), or stop its grant if still in flight: a
+        lease granted all the same holds no key and runs out by itself."""
+        if not granting.done():
+            granting.cancel()
+            await asyncio.gather(granting, return_exceptions=True)
+            return
+        if not granting.cancelled() and granting.exception() is None:
+            await self._withdraw(granting.result().lease_id)
 
     def _record_ttl(self) -> int:
         """The record's lease: the requester's own release, then the target's time, then a TTL."""

@@ -7,7 +7,8 @@ with the semantics of etcd v3. Every backend module (``etcd``, ``local``,
 Contract, for every method:
 
 * **Atomic.** Each call is one atomic step in the store. ``acquire`` and
-  ``resign`` are compare-and-set transactions.
+  ``resign`` are compare-and-set transactions (``resign`` may write other keys in
+  its transaction: a switchover's record goes in with the old term's delete).
 * **A lost race is a return value**, never an exception: ``acquire`` returns
   ``won=False`` with the current holder, ``resign`` returns ``False``.
 * **An unreachable store raises** a :class:`app.errors.StoreError`
@@ -68,6 +69,16 @@ class AcquireResult:
     create_revision: int
     holder: KeyValue | None
     revision: int
+
+
+@dataclass(frozen=True)
+class Put:
+    """One key that :meth:`Store.resign` writes in its transaction, bound to ``lease``
+    (0: to none)."""
+
+    key: str
+    value: bytes
+    lease: int = 0
 
 
 class EventKind(enum.StrEnum):
@@ -136,8 +147,20 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def resign(self, key: str, create_revision: int) -> bool:
-        """Delete ``key`` only if its create_revision is still ours. True if deleted."""
+    async def resign(
+        self,
+        key: str,
+        create_revision: int,
+        puts: Sequence[Put] = (),
+        absent: Sequence[str] = (),
+    ) -> bool:
+        """Delete ``key`` only if its create_revision is still ours and no key in
+        ``absent`` exists; in the same transaction, write each of ``puts``. True if it
+        deleted (and wrote); False, changing nothing, if a guard failed.
+
+        A put bound to a lease the store no longer knows raises ``StoreLeaseGone``,
+        and nothing changes.
+        """
 
     @abc.abstractmethod
     async def put(self, key: str, value: bytes, lease_id: int) -> None:

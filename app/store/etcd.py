@@ -27,6 +27,7 @@ from app.store.base import (
     EventKind,
     KeyValue,
     LeaseGrant,
+    Put,
     Store,
     WatchEvent,
 )
@@ -112,6 +113,19 @@ def _event(obj: Any) -> WatchEvent:
         old = _keyvalue(before) if before is not None else current
         return WatchEvent(EventKind.DELETE, old, current.mod_revision)
     raise StoreProtocolError(f"unknown watch event type {kind!r:.40}")
+
+
+def _created_at(guards: list[tuple[str, int]]) -> list[JSONObject]:
+    """A txn's compares: each key's ``create_revision`` equals the given one (0: absent)."""
+    return [
+        {
+            "target": "CREATE",
+            "result": "EQUAL",
+            "key": b64(name),
+            "create_revision": str(revision),
+        }
+        for name, revision in guards
+    ]
 
 
 class EtcdStore(Store):
@@ -232,15 +246,7 @@ class EtcdStore(Store):
             put["lease"] = str(lease_id)
         guards = [(name, 0) for name in (key, *absent)] + list((same or {}).items())
         body = {
-            "compare": [
-                {
-                    "target": "CREATE",
-                    "result": "EQUAL",
-                    "key": b64(name),
-                    "create_revision": str(revision),
-                }
-                for name, revision in guards
-            ],
+            "compare": _created_at(guards),
             "success": [{"request_put": put}],
             "failure": [{"request_range": {"key": k}}],
         }
@@ -265,25 +271,38 @@ class EtcdStore(Store):
     def _lost(holder: KeyValue | None, revision: int) -> AcquireResult:
         return AcquireResult(False, holder.create_revision if holder else 0, holder, revision)
 
-    async def resign(self, key: str, create_revision: int) -> bool:
-        """One txn: delete ``key`` if its create_revision equals ours. True if it deleted."""
+    async def resign(
+        self,
+        key: str,
+        create_revision: int,
+        puts: Sequence[Put] = (),
+        absent: Sequence[str] = (),
+    ) -> bool:
+        """One txn: if ``key``'s create_revision equals ours and each ``absent`` key has
+        create_revision 0, delete ``key`` and put each of ``puts``. True if it deleted."""
         k = b64(key)
-        body = {
-            "compare": [
-                {
-                    "target": "CREATE",
-                    "result": "EQUAL",
-                    "key": k,
-                    "create_revision": str(create_revision),
-                }
-            ],
-            "success": [{"request_delete_range": {"key": k}}],
-        }
-        reply = await self._etcd.call("/kv/txn", body)
+        guards = [(key, create_revision)] + [(name, 0) for name in absent]
+        writes: list[JSONObject] = [{"request_delete_range": {"key": k}}]
+        for put in puts:
+            request: JSONObject = {"key": b64(put.key), "value": b64(put.value)}
+            if put.lease:
+                request["lease"] = str(put.lease)
+            writes.append({"request_put": request})
+        body = {"compare": _created_at(guards), "success": writes}
+        try:
+            reply = await self._etcd.call("/kv/txn", body)
+        except EtcdReplyError as exc:
+            if exc.lease_not_found:
+                raise StoreLeaseGone(f"a lease of {[p.key for p in puts]} not found") from exc
+            raise
         if reply.get("succeeded") is not True:
             return False
         responses = _list(reply, "responses")
-        deleted = sum(_int64(_object(r, "response_delete_range"), "deleted") for r in responses)
+        deleted = sum(
+            _int64(_object(r, "response_delete_range"), "deleted")
+            for r in responses
+            if "response_delete_range" in r
+        )
         return deleted > 0
 
     async def put(self, key: str, value: bytes, lease_id: int) -> None:

@@ -47,6 +47,7 @@ from app.store.base import (
     EventKind,
     KeyValue,
     LeaseGrant,
+    Put,
     Store,
     WatchEvent,
 )
@@ -297,15 +298,31 @@ class LocalStore(Store):
 
         return await self._run(body)
 
-    async def resign(self, key: str, create_revision: int) -> bool:
+    async def resign(
+        self,
+        key: str,
+        create_revision: int,
+        puts: Sequence[Put] = (),
+        absent: Sequence[str] = (),
+    ) -> bool:
         def body(conn: sqlite3.Connection) -> bool:
             kv = self._read(conn, key)
             if kv is None or kv.create_revision != create_revision:
                 return False
+            if any(self._read(conn, name) is not None for name in absent):
+                return False
+            for put in puts:
+                if put.lease and not self._lease_alive(conn, put.lease):
+                    raise _LeaseGone(put.lease)
             self._delete(conn, key)
+            for put in puts:
+                self._put(conn, put.key, put.value, put.lease)
             return True
 
-        return await self._run(body)
+        try:
+            return await self._run(body)
+        except _LeaseGone as exc:
+            raise StoreLeaseGone(f"lease {exc.args[0]} not found") from exc
 
     async def put(self, key: str, value: bytes, lease_id: int) -> None:
         def body(conn: sqlite3.Connection) -> None:

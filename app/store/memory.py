@@ -20,6 +20,7 @@ from app.store.base import (
     EventKind,
     KeyValue,
     LeaseGrant,
+    Put,
     Store,
     WatchEvent,
 )
@@ -140,12 +141,25 @@ class MemoryStore(Store):
         kv = self.data.put(key, value, lease_id)
         return AcquireResult(True, kv.create_revision, kv, self.data.revision)
 
-    async def resign(self, key: str, create_revision: int) -> bool:
+    async def resign(
+        self,
+        key: str,
+        create_revision: int,
+        puts: Sequence[Put] = (),
+        absent: Sequence[str] = (),
+    ) -> bool:
         self._enter("resign")
         kv = self.data.keys.get(key)
         if kv is None or kv.create_revision != create_revision:
             return False
+        if any(name in self.data.keys for name in absent):
+            return False
+        for put in puts:
+            if put.lease and put.lease not in self.data.leases:
+                raise StoreLeaseGone(f"lease {put.lease} not found")
         self.data.delete(key)
+        for put in puts:
+            self.data.put(put.key, put.value, put.lease)
         return True
 
     async def put(self, key: str, value: bytes, lease_id: int) -> None:

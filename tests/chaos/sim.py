@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 from app.clock import FakeClock
-from app.store.base import AcquireResult, KeyValue, LeaseGrant, Store, WatchEvent
+from app.store.base import AcquireResult, KeyValue, LeaseGrant, Put, Store, WatchEvent
 
 T = TypeVar("T")
 
@@ -55,8 +55,16 @@ class Relay(Store):
             "acquire", lambda: self.inner.acquire(key, value, lease_id, absent, same)
         )
 
-    async def resign(self, key: str, create_revision: int) -> bool:
-        return await self.call("resign", lambda: self.inner.resign(key, create_revision))
+    async def resign(
+        self,
+        key: str,
+        create_revision: int,
+        puts: Sequence[Put] = (),
+        absent: Sequence[str] = (),
+    ) -> bool:
+        return await self.call(
+            "resign", lambda: self.inner.resign(key, create_revision, puts, absent)
+        )
 
     async def put(self, key: str, value: bytes, lease_id: int) -> None:
         await self.call("put", lambda: self.inner.put(key, value, lease_id))

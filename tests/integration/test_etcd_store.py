@@ -25,6 +25,7 @@ from tests.store_contract import (
     check_absent_guard,
     check_contract,
     check_prefix_watch,
+    check_resign_with_puts,
     check_same_guard,
 )
 from tests.support.etcd import ETCD35_BIN, ETCD_BIN, EtcdCluster, EtcdMember
@@ -120,6 +121,16 @@ def test_acquire_wins_once_and_the_loser_sees_the_holder(single: EtcdCluster) ->
         await s.revoke(theirs.lease_id)
 
     with_store(single.client_urls, scenario)
+
+
+def test_resign_writes_its_puts_in_the_same_revision_as_the_delete(single: EtcdCluster) -> None:
+    """A switchover's record goes in with the term's delete: on etcd one txn, one revision."""
+
+    async def make() -> Store:
+        return EtcdStore(single.client_urls, timeout=TIMEOUT)
+
+    deleted, written = asyncio.run(check_resign_with_puts(make))
+    assert deleted == written
 
 
 def test_resign_deletes_only_with_our_create_revision(single: EtcdCluster) -> None:

@@ -10,6 +10,8 @@ import asyncio
 from dataclasses import replace
 from typing import Any
 
+import pytest
+
 from app.clock import FakeClock
 from app.election.control import ControlState, Switchover, switchover_key
 from app.election.elector import Elector
@@ -304,11 +306,13 @@ async def _switchover_to_n2(w: World) -> tuple[Elector, Elector, asyncio.Task[An
     b = w.nodes["n2"]
     started = w.clock.now()
     task = asyncio.create_task(a.handover.switchover(Switchover("n1", "n2", a.term)))
-    for _ in range(50):  # until the record is written and the master releases
+    for _ in range(50):  # until the master released, its record in the same transaction
         await asyncio.sleep(0)
         if switchover_key("vipmon") in w.data.keys:
             break
+        w.clock.advance(0.005)  # through the settle time
     assert switchover_key("vipmon") in w.data.keys
+    assert KEY not in w.data.keys  # the term went with the record's put
     return a, b, task, started
 
 
@@ -365,3 +369,75 @@ def test_a_target_that_turns_ineligible_ends_the_wait():
         assert switchover_key("vipmon") not in w.data.keys
 
     asyncio.run(scenario())
+
+
+def test_the_masters_switchover_writes_its_record_with_the_delete_and_the_target_acquires_on_it():
+    """Issue 24: the record goes in with the term's delete, in one transaction, and the
+    target takes the role on that watch event, without reading the control keys."""
+    w = World(3, switchover_timeout="3")
+
+    async def scenario() -> None:
+        a, b, task, _ = await _switchover_to_n2(w)  # the record is there, and the key gone
+        store = b.store
+        assert isinstance(store, MemoryStore)
+        assert b.control.switchover is None  # b has not read the control keys since
+        store.calls.clear()
+        await b.observe(0.0)
+        assert b.control.switchover is not None and b.control.switchover.to_id == "n2"
+        assert b.sees_key_free and b.free_key_delay() == 0
+        await b.campaign()
+        assert store.calls == ["watch", "acquire"], store.calls  # no read on the way
+        assert w.masters() == ["n2"]
+        term, _ = await asyncio.wait_for(task, 5)
+        assert term == b.term and not a.holds_key
+        assert switchover_key("vipmon") not in w.data.keys  # withdrawn by the old master
+
+    run_virtual(w.clock, scenario())
+
+
+def test_a_masters_switchover_refused_when_another_record_is_known_releases_nothing():
+    w = World(3)
+
+    async def scenario() -> None:
+        a = await w.elect("n1")
+        a.control = replace(a.control, switchover=Switchover("n1", "n3", a.term, 99))
+        with pytest.raises(SwitchoverFailed, match="another switchover"):
+            await a.handover.switchover(Switchover("n1", "n2", a.term))
+        assert w.masters() == ["n1"] and KEY in w.data.keys
+
+    run_virtual(w.clock, scenario())
+
+
+def test_a_record_that_got_in_during_the_release_makes_the_master_delete_alone():
+    """Another requester's record appeared between the master's check and its transaction:
+    the transaction's absent guard fails, the master deletes its term alone, and that
+    record decides who is next."""
+    w = World(3)
+
+    async def scenario() -> None:
+        a = await w.elect("n1")
+        theirs = w.data.put(switchover_key("vipmon"), Switchover("n1", "n3", a.term).encode(), 0)
+        with pytest.raises(SwitchoverFailed, match="another switchover"):
+            await a.handover.switchover(Switchover("n1", "n2", a.term))
+        assert KEY not in w.data.keys and not a.holds_key
+        assert w.data.keys[switchover_key("vipmon")] == theirs  # theirs, untouched
+
+    run_virtual(w.clock, scenario())
+
+
+def test_a_record_lease_that_was_not_granted_still_releases_and_says_so():
+    w = World(3)
+
+    async def scenario() -> None:
+        a = await w.elect("n1")
+        store = a.store
+        assert isinstance(store, MemoryStore)
+        store.on_call = lambda op: (
+            store.fail_next(StoreUnavailable("injected: no grant")) if op == "grant" else None
+        )
+        with pytest.raises(StoreError, match="no grant"):
+            await a.handover.switchover(Switchover("n1", "n2", a.term))
+        assert KEY not in w.data.keys and not a.holds_key  # released, as a plain release
+        assert switchover_key("vipmon") not in w.data.keys
+
+    run_virtual(w.clock, scenario())

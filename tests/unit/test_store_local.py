@@ -16,6 +16,7 @@ from tests.store_contract import (
     check_absent_guard,
     check_contract,
     check_prefix_watch,
+    check_resign_with_puts,
     check_same_guard,
 )
 
@@ -28,6 +29,7 @@ def test_local_store_keeps_the_contract(tmp_path: Path):
     asyncio.run(check_absent_guard(make))
     asyncio.run(check_same_guard(make))
     asyncio.run(check_prefix_watch(make))
+    asyncio.run(check_resign_with_puts(make))
 
 
 def test_memory_store_keeps_the_contract():
@@ -40,6 +42,7 @@ def test_memory_store_keeps_the_contract():
     asyncio.run(check_absent_guard(make))
     asyncio.run(check_same_guard(make))
     asyncio.run(check_prefix_watch(make))
+    asyncio.run(check_resign_with_puts(make))
 
 
 def test_local_lease_expires_ttl_after_the_last_keepalive(tmp_path: Path):
