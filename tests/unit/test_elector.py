@@ -360,3 +360,20 @@ def test_a_standby_that_saw_a_holder_reads_before_it_tries_to_acquire():
     run(standby.verify_hold())
     assert standby.sees_key_free
     assert not _stale_holder(standby)  # so the campaign loop acquires at once
+
+
+def test_a_switchover_record_event_is_folded_unless_older_than_the_state_held():
+    """The target acquires on the record's watch event (no read of the control keys); an
+    event older than the last read, late or repeated, never brings a record back."""
+    w = World(2)
+    w.step_all()
+    e = w.nodes[0]
+    key = "/vipmon/vipmon/control/switchover"
+    record = KeyValue(key, b'{"from": "n2", "to": "n1", "term": 3}', 40, 40)
+    e.apply_event(WatchEvent(EventKind.PUT, record, 40))
+    assert e.control.switchover is not None and e.control.switchover.to_id == "n1"
+    assert e.control.switchover.create_revision == 40
+    e.apply_event(WatchEvent(EventKind.DELETE, record, 41))
+    assert e.control.switchover is None
+    e.apply_event(WatchEvent(EventKind.PUT, record, 40))  # late: older than the delete
+    assert e.control.switchover is None
