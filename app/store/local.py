@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -72,6 +73,17 @@ _HISTORY = 1000
 _POLL = 0.02  # s between reads of a watch without wake-ups
 _QUIET = 1.0  # s at most between reads of a watch with wake-ups (a lost datagram)
 _EXPIRY_SLACK = 0.001  # s after a lease's expiry instant before the watch sweeps it
+_START_PATIENCE = 10.0  # s a starting node waits at most for another process's lock
+_START_RETRY = 0.05  # s between its tries
+
+
+def _busy(exc: StoreUnavailable) -> bool:
+    """Whether SQLite refused for a lock another connection holds (busy or locked)."""
+    cause = exc.__cause__
+    if not isinstance(cause, sqlite3.OperationalError):
+        return False
+    name = getattr(cause, "sqlite_errorname", None) or ""
+    return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in str(cause)
 
 
 def _matching(column: str, key: str, prefix: bool) -> tuple[str, tuple[int | str, ...]]:
@@ -231,7 +243,7 @@ class LocalStore(Store):
         in the file has changed.
         """
         claim.check_writable(self.path)
-        seen = await self._run(claim.survey, checked=False)
+        seen = await self._patiently(claim.survey, checked=False)
         if self.boot_id and seen.stamp not in (None, self.boot_id):
             look = partial(self._run, claim.survey, False)
             await claim.watch_other_boot(self.clock, look, seen, wait, self.boot_id, self.path)
@@ -241,7 +253,22 @@ class LocalStore(Store):
                 claim.take_over(conn, seen, self.boot_id, self.path, drop)
 
             await self._run(take_over, checked=False)
-        await self._run(lambda conn: None)  # stamps a file that has no stamp
+        await self._patiently(lambda conn: None)  # stamps a file that has no stamp
+
+    async def _patiently(self, body: Callable[[sqlite3.Connection], T], checked: bool = True) -> T:
+        """:meth:`_run` at start-up, where a lock held by another process is worth waiting
+        for: nodes started together on a new file all create its tables and switch it to
+        WAL at once, and under load one of them could wait longer than the store timeout
+        and exit. Retried while SQLite says busy or locked, for ``_START_PATIENCE`` s."""
+        deadline = time.monotonic() + _START_PATIENCE
+        for _ in range(int(_START_PATIENCE / _START_RETRY) + 1):
+            try:
+                return await self._run(body, checked)
+            except StoreUnavailable as exc:
+                if not _busy(exc) or time.monotonic() >= deadline:
+                    raise
+            await asyncio.sleep(_START_RETRY)
+        return await self._run(body, checked)
 
     # -- the contract -----------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 import asyncio
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -374,3 +375,30 @@ def test_a_store_never_drops_the_live_leases_of_another_boot(tmp_path: Path):
             await b.close()
 
     asyncio.run(go())
+
+
+def test_a_node_starting_while_another_process_holds_the_lock_waits_for_it(tmp_path: Path):
+    """Nodes started together on a new file each create its tables and switch it to WAL;
+    one that waited past its store timeout used to exit ("database is locked", CI)."""
+    path = tmp_path / "s.sqlite"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")  # another process, in the middle of its start-up
+    release = threading.Timer(0.5, lambda: holder.execute("COMMIT"))
+    release.start()
+    try:
+        store = LocalStore(path, timeout=0.05)
+        asyncio.run(store.claim(1))  # waits for the lock instead of failing at once
+        assert asyncio.run(store.get("/k")) == (None, 1)
+        asyncio.run(store.close())
+    finally:
+        release.join()
+        holder.close()
+
+
+def test_a_start_up_error_that_is_not_a_lock_is_not_retried(tmp_path: Path):
+    path = tmp_path / "s.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    store = LocalStore(path, timeout=0.05)
+    with pytest.raises(StoreUnavailable, match="not a database"):
+        asyncio.run(store.claim(1))
+    asyncio.run(store.close())
