@@ -26,6 +26,11 @@ from typing import Protocol
 ETCD_EXPIRY_LAG = 0.5
 """etcd deletes an expired lease up to 500 ms late (its lessor scans every 500 ms)."""
 
+ETCD_ELECTION_TIMEOUT = 1.0
+"""etcd's default ``--election-timeout``. When the master's host also held etcd's leader,
+etcd elects a new one within about two of them, and the new leader extends every lease
+by a full TTL and one more (etcd's own rule), the lost master's included."""
+
 ROUND_TRIP_ALLOWANCE = 0.05
 """The least time to spare a case needs to count as safe: check round trips and the
 ADC's timer jitter are left out of the figures, so a closer call is refused."""
@@ -150,6 +155,9 @@ def assess(checks: CheckTimers, node: NodeTiming) -> Assessment:
         f"  max(TTL + {seconds(ETCD_EXPIRY_LAG)} etcd expiry lag + {seconds(up_max.seconds)}, "
         f"old DOWN {seconds(checks.down_within(vanished.seconds).seconds)}) = "
         f"{seconds(failover)}",
+        f"  and if its host also held etcd's leader: + 3 x {seconds(ETCD_ELECTION_TIMEOUT)} "
+        "etcd election timeout (a new etcd leader within two, which extends every lease by "
+        f"one more) = {seconds(failover + 3 * ETCD_ELECTION_TIMEOUT)}",
     ]
     least, most = planned_gap(checks, node)
     lines += [

@@ -30,6 +30,7 @@
 #   T_fail: about 0 on a 503 or a refused port; stalled process: timeout = 4 s; vanished host: timeout = 4 s
 # Worst case from a master crash to all VIP traffic on the new master:
 #   max(TTL + 0.5 s etcd expiry lag + 6 s, old DOWN 4 s) = 8.5 s
+#   and if its host also held etcd's leader: + 3 x 1 s etcd election timeout (a new etcd leader within two, which extends every lease by one more) = 11.5 s
 # A planned hand-over (switchover, maintenance, SIGTERM) leaves no server UP for
 #   settle + new UP - old DOWN: 1.01 s to 6.01 s (plus the release's round trips).
 # Two servers UP at once: never, in every case below (each clears a 0.05 s allowance for round trips).

@@ -258,6 +258,8 @@ def test_fast_profile_timers_and_figures(capsys):
     assert "timeout check 150ms" in out
     assert "# Two servers UP at once: never" in out
     assert "= 2.95 s" in out  # TTL 2 + 0.5 s expiry lag + downinter + (rise - 1) x fastinter
+    assert "held etcd's leader: + 3 x 1 s etcd election timeout" in out
+    assert "= 5.95 s" in out  # and when the master's host was etcd's leader too
     assert "planned handover: g settle 0.01 s | 0.2 s | 0.26 s | 0.06 s to spare" in out
     # no server UP: settle + (rise - 1) x fastinter - inter, up to settle + downinter + 0.25
     assert "settle + new UP - old DOWN: 0.06 s to 0.46 s" in out
