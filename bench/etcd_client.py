@@ -11,7 +11,9 @@ p99 per request (per pair for renewals), and etcd's CPU per request (utime + sti
 every member). The clients:
 
 * ``etcdclient``: :class:`app.store.etcd_client.EtcdClient`, exactly as a node uses it;
-* ``httpx``: a plain ``httpx.AsyncClient`` doing the same POSTs;
+* ``http1``: :class:`app.store.http1.ConnectionPool` alone, doing the same POSTs;
+* ``httpx``: a plain ``httpx.AsyncClient`` doing the same POSTs (what EtcdClient
+  sent through before it had a client of its own);
 * ``wire``: one blocking socket, the request written and the reply parsed with
   ``httptools`` and nothing else: what the gateway and etcd take, as seen on the wire.
 
@@ -43,6 +45,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.store.etcd_client import HASLEADER, EtcdClient
+from app.store.http1 import ConnectionPool
 from bench.procfs import cpu_seconds
 from tests.support.etcd import ETCD_BIN, EtcdCluster
 
@@ -52,6 +55,10 @@ TIMEOUT = 5.0
 WARMUP = 50
 
 Call = Callable[[str, dict[str, Any]], Awaitable[Any]]
+
+
+def payload(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()
 
 
 class Wire:
@@ -67,13 +74,13 @@ class Wire:
         self.done = True
 
     def post(self, path: str, body: dict[str, Any]) -> None:
-        payload = json.dumps(body).encode()
+        data = payload(body)
         head = (
             f"POST /v3{path} HTTP/1.1\r\nHost: {self.host}\r\n"
             "Grpc-Metadata-Hasleader: true\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(payload)}\r\n\r\n"
+            f"Content-Length: {len(data)}\r\n\r\n"
         )
-        self.sock.sendall(head.encode() + payload)
+        self.sock.sendall(head.encode() + data)
         parser, self.done = httptools.HttpResponseParser(self), False
         for _ in range(10_000):
             data = self.sock.recv(65536)
@@ -131,6 +138,21 @@ async def bench(url: str, n: int, pids: list[int]) -> None:
         await scenario("etcdclient", etcd.call, n, lease, pids)
     finally:
         await etcd.close()
+
+    pool = ConnectionPool()
+    try:
+
+        async def via_pool(path: str, body: dict[str, Any]) -> bytes:
+            status, content = await pool.request(
+                "POST", f"{url}/v3{path}", payload(body), HASLEADER
+            )
+            if status != 200:
+                raise RuntimeError(f"HTTP {status}: {content[:200]!r}")
+            return content
+
+        await scenario("http1", via_pool, n, lease, pids)
+    finally:
+        await pool.aclose()
 
     async with httpx.AsyncClient(trust_env=False, timeout=TIMEOUT, headers=HASLEADER) as http:
 
