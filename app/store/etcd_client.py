@@ -383,8 +383,10 @@ class EtcdClient:
         except _TokenRejected as exc:
             raise self._refused(base, str(exc)) from exc
         token = obj.get("token")
-        if not isinstance(token, str) or not token or not token.isprintable():
+        if not isinstance(token, str) or not token:
             raise StoreProtocolError("etcd authenticate reply has no token")
+        if not (token.isascii() and token.isprintable()):  # it goes into a header line
+            raise StoreProtocolError("etcd authenticate reply has a token we cannot send")
         return token
 
     def _refused(self, base: str, message: str) -> StoreAuthError:

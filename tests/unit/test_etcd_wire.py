@@ -501,6 +501,14 @@ def test_refused_credentials_raise_store_auth_error() -> None:
     assert [p.path for p in gw.posts()] == ["/v3/auth/authenticate"]
 
 
+@pytest.mark.parametrize("token", ["", "tok.1\r\nX-Injected: yes", "tök€n.1"])
+def test_a_token_that_cannot_go_into_a_header_is_a_protocol_error(token: str) -> None:
+    gw = Gateway({"/v3/auth/authenticate": reply({"header": HEADER, "token": token})})
+    with pytest.raises(StoreProtocolError, match="token"):
+        run(gw.store(username="root", password="pw"), lambda s: s.get("/k"))
+    assert [p.path for p in gw.posts()] == ["/v3/auth/authenticate"]
+
+
 def test_a_fresh_token_rejected_again_raises_store_auth_error() -> None:
     gw = Gateway({
         "/v3/auth/authenticate": reply({"header": HEADER, "token": "tok.1"}),
