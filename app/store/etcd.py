@@ -19,8 +19,6 @@ import binascii
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import httpx
-
 from app.errors import StoreLeaseGone, StoreProtocolError, StoreUnavailable
 from app.store.base import (
     AcquireResult,
@@ -32,6 +30,7 @@ from app.store.base import (
     WatchEvent,
 )
 from app.store.etcd_client import EtcdClient, EtcdReplyError, JSONObject
+from app.store.http1 import Transport
 
 
 def b64(data: bytes | str) -> str:
@@ -141,7 +140,7 @@ class EtcdStore(Store):
     renews its token once per call when etcd rejects it; refused credentials
     raise ``StoreAuthError``. ``ca_file`` verifies the server, ``cert_file``
     and ``key_file`` are the client certificate. ``transport`` is the test
-    seam (``httpx.MockTransport``).
+    seam: any :class:`app.store.http1.Transport` instead of the connection pool.
 
     The constructor raises :class:`app.errors.SettingsError` when there is no
     endpoint or a TLS file cannot be loaded; it does no I/O.
@@ -159,7 +158,7 @@ class EtcdStore(Store):
         ca_file: str | None = None,
         cert_file: str | None = None,
         key_file: str | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: Transport | None = None,
         confirm_key: str = "/vipmon/",
     ) -> None:
         self._confirm_key = confirm_key

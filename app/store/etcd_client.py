@@ -3,7 +3,13 @@
 :class:`EtcdClient` sends one POST per call and returns the decoded JSON
 object. It owns everything that is not the meaning of a reply:
 
-* the ``httpx.AsyncClient``, created lazily inside the running event loop;
+* the HTTP client, :class:`app.store.http1.ConnectionPool` (any
+  :class:`app.store.http1.Transport` in tests), created lazily inside the
+  running event loop: a small one, as a node sends requests for as long as
+  it runs. Its connections stay open between requests; one whose reply was
+  not read to its end (a timeout, a failure) is closed, never reused, and a
+  request that fails on a kept connection is not sent again there: the call
+  moves on to the next endpoint as after any connect error;
 * the path prefix, picked from ``GET /version``, which is read before the first
   call and again after an endpoint failed (the next one may run another
   release); a release with known lease bugs is logged at WARNING, once per
@@ -29,10 +35,8 @@ import json
 import logging
 import math
 import ssl
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar, cast
-
-import httpx
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 from app.errors import (
     SettingsError,
@@ -42,6 +46,7 @@ from app.errors import (
     StoreUnavailable,
 )
 from app.store.etcd_version import lease_bug_warning
+from app.store.http1 import ConnectionPool, Transport, TransportError, parse_origin
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +93,6 @@ class _TokenRejected(Exception):
     """etcd wants a (new) token."""
 
 
-# httpcore maps ssl errors of the handshake to ConnectError, but on asyncio an
-# ssl.SSLError raised by a later read (etcd's TLS alert refusing our client
-# certificate, under TLS 1.3) comes through raw.
-_TRANSPORT_ERRORS = (httpx.HTTPError, ssl.SSLError)
 _CERT_ADVICE = "check that it is signed by a CA etcd trusts, has not expired and allows client auth"
 _GATEWAY_CN = b"CommonName of client sending a request against gateway"
 
@@ -99,8 +100,9 @@ _GATEWAY_CN = b"CommonName of client sending a request against gateway"
 def _connection_failure(what: str, exc: BaseException) -> _EndpointFailed:
     """An operator's words for a request that failed below HTTP, from the exception chain.
 
-    httpx wraps the ssl module's errors (``ConnectError`` from a failed server
-    check, ``ReadError`` from etcd's TLS alert when it refuses our certificate).
+    The transport chains the ssl module's errors: a failed check of the
+    server's certificate at connect, or etcd's TLS alert when it refuses ours
+    (under TLS 1.3 it comes on the first read, after the handshake).
     """
     link: BaseException | None = exc
     for _ in range(8):  # the chain is short; bound the walk anyway
@@ -185,12 +187,14 @@ def _normalise(endpoint: str) -> str:
     endpoint = endpoint.strip()
     endpoint = endpoint if "://" in endpoint else f"http://{endpoint}"
     try:
-        url = httpx.URL(endpoint)
-    except httpx.InvalidURL as exc:
-        raise SettingsError("etcd_endpoints", f"{endpoint!r} is not a URL: {exc}") from exc
-    if url.scheme not in ("http", "https") or not url.host:
-        raise SettingsError("etcd_endpoints", f"{endpoint!r} is not an http(s) URL with a host")
+        parse_origin(endpoint)
+    except ValueError as exc:
+        raise SettingsError("etcd_endpoints", f"{endpoint!r}: {exc}") from exc
     return endpoint.rstrip("/")
+
+
+def _json(body: JSONObject) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()
 
 
 class EtcdClient:
@@ -213,7 +217,7 @@ class EtcdClient:
         ca_file: str | None = None,
         cert_file: str | None = None,
         key_file: str | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: Transport | None = None,
     ) -> None:
         self.endpoints = [_normalise(e) for e in endpoints if e.strip()]
         if not self.endpoints:
@@ -227,7 +231,7 @@ class EtcdClient:
         self._ssl: ssl.SSLContext | None = None
         if ca_file or cert_file or any(e.startswith("https://") for e in self.endpoints):
             self._ssl = _ssl_context(ca_file, cert_file, key_file)
-        self._http: httpx.AsyncClient | None = None
+        self._http: Transport | None = None
         self._current = 0
         self._prefix: str | None = None
         #: Set when an endpoint failed: read ``/version`` again before the next request.
@@ -273,7 +277,7 @@ class EtcdClient:
         return await self._rotate(on, bounded=False)
 
     async def close(self) -> None:
-        """Close the HTTP client. Safe to call twice; a later call opens a new one."""
+        """Close every connection. Safe to call twice; a later call opens new ones."""
         http, self._http = self._http, None
         if http is not None:
             await http.aclose()
@@ -343,10 +347,12 @@ class EtcdClient:
     async def _probe_version(self, base: str) -> str:
         try:
             async with asyncio.timeout(self.timeout):
-                reply = await self._client().get(base + "/version")
-        except (*_TRANSPORT_ERRORS, TimeoutError) as exc:
+                status, content = await self._client().request(
+                    "GET", base + "/version", None, HASLEADER
+                )
+        except (TransportError, TimeoutError) as exc:
             raise _connection_failure("GET /version", exc) from exc
-        version = self._decode(reply.status_code, reply.content, "GET /version").get("etcdserver")
+        version = self._decode(status, content, "GET /version").get("etcdserver")
         if not isinstance(version, str):
             raise StoreProtocolError(f"GET {base}/version has no etcdserver field")
         prefix = path_prefix(version)
@@ -366,9 +372,9 @@ class EtcdClient:
 
     async def _authenticate(self, base: str) -> str:
         body = {"name": self._username, "password": self._password}
-        reply = await self._send(base, "/auth/authenticate", body, token=False)
+        status, content = await self._send(base, "/auth/authenticate", body, token=False)
         try:
-            obj = self._decode(reply.status_code, reply.content, "authenticate")
+            obj = self._decode(status, content, "authenticate")
         except EtcdReplyError as exc:
             if "authentication is not enabled" in exc.message:
                 log.warning("etcd auth is not enabled; sending no token")
@@ -379,6 +385,8 @@ class EtcdClient:
         token = obj.get("token")
         if not isinstance(token, str) or not token:
             raise StoreProtocolError("etcd authenticate reply has no token")
+        if not (token.isascii() and token.isprintable()):  # it goes into a header line
+            raise StoreProtocolError("etcd authenticate reply has a token we cannot send")
         return token
 
     def _refused(self, base: str, message: str) -> StoreAuthError:
@@ -389,34 +397,27 @@ class EtcdClient:
 
     # -- one request on one endpoint ---------------------------------------
 
-    def _client(self) -> httpx.AsyncClient:
+    def _client(self) -> Transport:
         if self._http is None:
-            self._http = httpx.AsyncClient(
-                transport=self._transport,
-                verify=self._ssl if self._ssl is not None else True,
-                trust_env=False,
-                timeout=httpx.Timeout(self.timeout),
-                headers=HASLEADER,
-            )
+            self._http = self._transport or ConnectionPool(self._ssl)
         return self._http
 
-    def _headers(self) -> dict[str, str]:
-        return {"Authorization": self._token} if self._token else {}
+    def _headers(self) -> Mapping[str, str]:
+        return {**HASLEADER, "Authorization": self._token} if self._token else HASLEADER
 
     async def _send(
         self, base: str, method: str, body: JSONObject, *, token: bool = True
-    ) -> httpx.Response:
+    ) -> tuple[int, bytes]:
         url = f"{base}{self._prefix}{method}"
-        headers = self._headers() if token else {}
+        headers = self._headers() if token else HASLEADER
         try:
             async with asyncio.timeout(self.timeout):
-                return await self._client().post(url, json=body, headers=headers)
-        except (*_TRANSPORT_ERRORS, TimeoutError) as exc:
+                return await self._client().request("POST", url, _json(body), headers)
+        except (TransportError, TimeoutError) as exc:
             raise _connection_failure(f"POST {method}", exc) from exc
 
     async def _post(self, base: str, method: str, body: JSONObject) -> JSONObject:
-        reply = await self._send(base, method, body)
-        return self._decode(reply.status_code, reply.content, f"POST {method}")
+        return self._decode(*await self._send(base, method, body), f"POST {method}")
 
     def _decode(self, status: int, content: bytes, what: str) -> JSONObject:
         """The reply's first JSON object, or the mapped exception for an error reply."""
@@ -462,26 +463,22 @@ class EtcdClient:
     async def _watch_on(self, base: str, deadline: float, body: JSONObject) -> JSONObject | None:
         loop = asyncio.get_running_loop()
         create_by = loop.time() + self.timeout
-        http = self._client()
-        request = http.build_request(
-            "POST", f"{base}{self._prefix}/watch", json=body, headers=self._headers(),
-            timeout=httpx.Timeout(self.timeout, read=None),
-        )  # fmt: skip
+        url = f"{base}{self._prefix}/watch"
         async with contextlib.AsyncExitStack() as stack:
             try:
                 async with asyncio.timeout_at(min(deadline, create_by)):
-                    reply = await http.send(request, stream=True)
-                    stack.push_async_callback(reply.aclose)
-                    if reply.status_code != 200:
-                        self._decode(reply.status_code, await reply.aread(), "watch")
-                    lines = cast(AsyncGenerator[str, None], reply.aiter_lines())
-                    stack.push_async_callback(lines.aclose)
+                    reply = await stack.enter_async_context(
+                        self._client().stream("POST", url, _json(body), self._headers())
+                    )
+                    if reply.status != 200:
+                        self._decode(reply.status, await reply.read(), "watch")
+                    lines = reply.lines()
                     first = await self._next_result(lines)
             except TimeoutError as exc:
                 if deadline < create_by:
                     return None
                 raise _EndpointFailed("watch was not created in time") from exc
-            except _TRANSPORT_ERRORS as exc:
+            except TransportError as exc:
                 raise _connection_failure("watch", exc) from exc
             if self._watch_verdict(first):
                 return first
@@ -493,14 +490,14 @@ class EtcdClient:
                             return result
             except TimeoutError:
                 return None
-            except _TRANSPORT_ERRORS as exc:
-                raise _EndpointFailed(f"watch stream broke: {type(exc).__name__}") from exc
+            except TransportError as exc:
+                raise _EndpointFailed(f"watch stream broke: {exc}") from exc
 
-    async def _next_result(self, lines: AsyncIterator[str]) -> JSONObject:
+    async def _next_result(self, lines: AsyncIterator[bytes]) -> JSONObject:
         async for line in lines:
             if not line.strip():
                 continue
-            result = self._decode(200, line.encode(), "watch").get("result")
+            result = self._decode(200, line, "watch").get("result")
             if not isinstance(result, dict):
                 raise StoreProtocolError(f"watch line has no result: {line[:120]!r}")
             return result

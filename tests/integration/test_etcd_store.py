@@ -21,6 +21,7 @@ import pytest
 from app.errors import StoreAuthError, StoreNoLeader, StoreUnavailable
 from app.store.base import EventKind, Store
 from app.store.etcd import EtcdStore
+from app.store.http1 import TransportError
 from tests.store_contract import (
     check_absent_guard,
     check_contract,
@@ -211,7 +212,8 @@ def test_a_closed_port_is_unavailable() -> None:
     url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(StoreUnavailable) as caught:
         with_store([url], lambda s: s.get("/k"))
-    assert isinstance(caught.value.__cause__, httpx.ConnectError)
+    assert isinstance(caught.value.__cause__, TransportError)
+    assert isinstance(caught.value.__cause__.__cause__, ConnectionRefusedError)
 
 
 def _has_no_leader(member: EtcdMember) -> bool:

@@ -1,5 +1,9 @@
 """The etcd JSON-gateway wire format, against ``httpx.MockTransport`` only.
 
+The store sends through :class:`tests.support.via_httpx.ViaHttpx`, which hands each
+request to the fake gateway's handler; transport failures a handler raises come out
+as :class:`app.store.http1.TransportError`, as from the real connection pool.
+
 Every reply here is shaped like what etcd 3.4.23's gateway was seen to send:
 int64 as strings, zero fields left out, unary errors
 as ``{"error", "message", "code"}``, stream errors as
@@ -34,6 +38,8 @@ from app.errors import (
 from app.store.base import EventKind, KeyValue, WatchEvent
 from app.store.etcd import EtcdStore, prefix_range_end
 from app.store.etcd_version import lease_bug_warning
+from app.store.http1 import TransportError
+from tests.support.via_httpx import ViaHttpx
 
 A, B = "http://a.test:2379", "http://b.test:2379"
 HEADER = {"cluster_id": "1", "member_id": "2", "revision": "17", "raft_term": "3"}
@@ -121,7 +127,7 @@ class Gateway:
 
     def store(self, endpoints: tuple[str, ...] = (A,), **kwargs: Any) -> EtcdStore:
         kwargs.setdefault("timeout", 0.5)
-        return EtcdStore(list(endpoints), transport=httpx.MockTransport(self), **kwargs)
+        return EtcdStore(list(endpoints), transport=ViaHttpx(httpx.MockTransport(self)), **kwargs)
 
 
 def run(store: EtcdStore, call: Callable[[EtcdStore], Awaitable[Any]]) -> Any:
@@ -420,7 +426,8 @@ def test_all_endpoints_down_raises_unavailable_trying_each_once() -> None:
     with pytest.raises(StoreUnavailable) as caught:
         run(gw.store((A, B)), lambda s: s.get("/k"))
     assert not isinstance(caught.value, StoreNoLeader)
-    assert isinstance(caught.value.__cause__, httpx.ConnectError)
+    assert isinstance(caught.value.__cause__, TransportError)
+    assert isinstance(caught.value.__cause__.__cause__, httpx.ConnectError)
     assert [s.host for s in gw.sent] == ["a.test", "b.test"]
 
 
@@ -491,6 +498,14 @@ def test_refused_credentials_raise_store_auth_error() -> None:
     with pytest.raises(StoreAuthError) as caught:
         run(gw.store(username="root", password="wrong"), lambda s: s.get("/k"))
     assert "wrong" not in str(caught.value)
+    assert [p.path for p in gw.posts()] == ["/v3/auth/authenticate"]
+
+
+@pytest.mark.parametrize("token", ["", "tok.1\r\nX-Injected: yes", "tök€n.1"])
+def test_a_token_that_cannot_go_into_a_header_is_a_protocol_error(token: str) -> None:
+    gw = Gateway({"/v3/auth/authenticate": reply({"header": HEADER, "token": token})})
+    with pytest.raises(StoreProtocolError, match="token"):
+        run(gw.store(username="root", password="pw"), lambda s: s.get("/k"))
     assert [p.path for p in gw.posts()] == ["/v3/auth/authenticate"]
 
 
@@ -677,9 +692,9 @@ def test_an_unknown_server_ca_names_the_endpoint_and_the_verify_failure() -> Non
     )
 
 
-def test_a_refused_client_certificate_is_an_auth_error_even_when_ssl_error_comes_raw() -> None:
-    # On asyncio, httpcore lets the SSLError of a read through unwrapped: etcd's
-    # TLS 1.3 alert arrives after the handshake, on the first read.
+def test_a_refused_client_certificate_is_an_auth_error() -> None:
+    # etcd's TLS 1.3 alert arrives after the handshake, on the first read: the
+    # transport error is chained to the ssl module's error.
     alert = _tls_error(ssl.SSLError, "SSLV3_ALERT_BAD_CERTIFICATE", "sslv3 alert bad certificate")
     gw = Gateway({"/version": _raising(alert)})
     with pytest.raises(StoreAuthError) as caught:
