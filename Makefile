@@ -130,6 +130,8 @@ bench: system-deps bench-deps venv
 	$(BIN)/python bench/failover.py
 	$(BIN)/python bench/adc_failover.py
 	$(BIN)/python bench/probe.py
+	$(BIN)/python bench/etcd_client.py
+	$(BIN)/python bench/switchover.py
 
 # Many clusters on one 3-member etcd, then one cluster on the embedded store (bounded:
 # each C runs QUIET seconds): make bench-scale CLUSTERS=5,10,20 QUIET=120
