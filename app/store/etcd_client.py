@@ -456,6 +456,10 @@ class EtcdClient:
                 raise _TokenRejected(message)
             raise StoreAuthError("etcd requires authentication; no username set")
         if status == 403 or code == GRPC_PERMISSION_DENIED:
+            if self._username is not None and self._token == "":
+                # We sent no token because auth was off when we asked; it has been turned
+                # on since (etcd says so to a client certificate with an empty subject).
+                raise _TokenRejected(message)
             raise StoreAuthError(f"etcd denied the request: {message}")
 
     # -- watch ---------------------------------------------------------------

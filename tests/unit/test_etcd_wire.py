@@ -519,6 +519,51 @@ def test_a_fresh_token_rejected_again_raises_store_auth_error() -> None:
     assert [p.path for p in gw.posts()].count("/v3/kv/range") == 2
 
 
+def _error(message: str, code: int) -> dict[str, Any]:
+    return {"error": message, "message": message, "code": code}
+
+
+def test_a_node_that_started_before_auth_was_enabled_authenticates_once_it_is() -> None:
+    """Auth off at start: no token. Once an operator enables it, a request with no token
+    and a client certificate with an empty subject is denied; the node must then log in
+    (the host world caught nodes denied for ever, every renewal failing)."""
+    gw = Gateway({
+        "/v3/auth/authenticate": [
+            reply(_error("etcdserver: authentication is not enabled", 9), 400),
+            reply({"header": HEADER, "token": "tok.2"}),
+        ],
+        "/v3/kv/range": [
+            reply({"header": HEADER, "count": "0"}),
+            reply(_error("etcdserver: permission denied", 7), 403),
+            reply({"header": HEADER, "count": "0"}),
+        ],
+    })  # fmt: skip
+
+    async def before_and_after(s: EtcdStore) -> None:
+        await s.get("/k")  # auth still off
+        await s.get("/k")  # auth on since: denied, logs in, sent again
+
+    run(gw.store(username="vipmon", password="pw"), before_and_after)
+    sent = [(p.path, p.headers.get("authorization")) for p in gw.posts()]
+    assert sent == [
+        ("/v3/auth/authenticate", None),
+        ("/v3/kv/range", None),
+        ("/v3/kv/range", None),
+        ("/v3/auth/authenticate", None),
+        ("/v3/kv/range", "tok.2"),
+    ]
+
+
+def test_a_request_denied_with_a_token_is_an_auth_error_at_once() -> None:
+    gw = Gateway({
+        "/v3/auth/authenticate": reply({"header": HEADER, "token": "tok.1"}),
+        "/v3/kv/range": reply(_error("etcdserver: permission denied", 7), 403),
+    })  # fmt: skip
+    with pytest.raises(StoreAuthError, match="permission denied"):
+        run(gw.store(username="vipmon", password="pw"), lambda s: s.get("/k"))
+    assert [p.path for p in gw.posts()].count("/v3/auth/authenticate") == 1
+
+
 # -- watch -------------------------------------------------------------------------------
 
 
