@@ -170,6 +170,27 @@ async def check_resign_with_puts(make: StoreFactory) -> tuple[int, int]:
         await s.close()
 
 
+async def check_renew_reads_the_key(make: StoreFactory) -> None:
+    """``renew(lease, key)`` renews and reads ``key`` after it; a gone lease reads nothing."""
+    key = "/renew/leader"
+    s = await make()
+    try:
+        lease = await s.grant(10)
+        won = await s.acquire(key, b"A", lease.lease_id)
+        renewal = await s.renew(lease.lease_id, key)
+        assert renewal.ttl >= 10 and renewal.key is not None
+        assert renewal.key.value == b"A" and renewal.key.create_revision == won.create_revision
+        assert renewal.revision >= won.revision
+        assert await s.resign(key, won.create_revision)
+        after = await s.renew(lease.lease_id, key)
+        assert after.ttl >= 10 and after.key is None and after.revision > won.revision
+        await s.revoke(lease.lease_id)
+        gone = await s.renew(lease.lease_id, key)
+        assert gone.ttl == 0 and gone.revision == 0
+    finally:
+        await s.close()
+
+
 async def check_prefix_watch(make: StoreFactory) -> None:
     """``watch(prefix, ..., prefix=True)`` sees every key under the prefix, and no other."""
     a, b = await make(), await make()

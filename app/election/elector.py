@@ -52,7 +52,7 @@ from app.errors import StoreError
 from app.fence.fence import Fence, NoFence
 from app.role import Member, Role, Snapshot, Transition
 from app.settings import Settings
-from app.store.base import EventKind, KeyValue, Store, WatchEvent
+from app.store.base import EventKind, KeyValue, Renewal, Store, WatchEvent
 
 log = logging.getLogger("vipmon.election")
 
@@ -132,6 +132,8 @@ class Elector(ClusterSteps):
         self.watch_prefix = cluster_prefix(settings.cluster)
         self._control_prefix = control_prefix(settings.cluster)
         self._switchover_key = switchover_key(settings.cluster)
+        #: The campaign loop's watch in flight, to cut short (see :meth:`_fold_renewal`).
+        self._watch_cut: asyncio.Timeout | None = None
         self._members_prefix = members_prefix(settings.cluster)
         self.me = LeaderRecord(settings.node_id, settings.effective_advertise_url)
         self.started_at = wall()
@@ -411,10 +413,11 @@ class Elector(ClusterSteps):
             await self._revoke_quietly(lease_id)
             return True
         try:
-            ttl = await self.store.keepalive(lease_id)
+            renewal = await self.store.renew(lease_id, self.key)
         except StoreError as exc:
             self.store_failed("keepalive", exc)
             return False
+        ttl = renewal.ttl
         self.store_ok(t_send)
         for observer in self.observers:
             observer.renew_latency(self.clock.now() - t_send)
@@ -426,7 +429,33 @@ class Elector(ClusterSteps):
         else:
             deadline.on_reply(t_send, ttl)
             self.publish("lease renewed")
+            self._fold_renewal(renewal)
         return True
+
+    def _fold_renewal(self, renewal: Renewal) -> None:
+        """Fold in the leader key as the renewal read it (on etcd, the keepalive's quorum
+        read): what the campaign loop's watch shows, unless that watch hangs on a frozen
+        member. So a master whose key is gone steps down, and a standby that reads the key
+        free ends its watch and campaigns, within one renewal. A read older than what the
+        campaign loop has seen, or taken while a planned release owns the key, is dropped.
+        """
+        if renewal.revision == 0 or renewal.revision + 1 < self.watch_revision:
+            return
+        if self.handover.releasing:
+            return
+        kv = renewal.key
+        if self.holds_key:
+            if kv is None or not self._is_ours(kv):
+                self._observe_holder(kv)
+                self.lose_key("leader key no longer ours (read with the renewal)")
+            return
+        known_term = self.leader_term if self.leader is not None or self.leader_unknown else 0
+        if (kv.create_revision if kv is not None else 0) == known_term:
+            return
+        self._observe_holder(kv)
+        self.publish("leader key read with the renewal")
+        if self.sees_key_free and self._watch_cut is not None:
+            self._watch_cut.reschedule(asyncio.get_running_loop().time())
 
     async def _revoke_quietly(self, lease_id: int) -> None:
         try:
@@ -551,12 +580,18 @@ class Elector(ClusterSteps):
         the leader key that changed."""
         t_send = self.clock.now()
         try:
-            events = await self.store.watch(
-                self.watch_prefix, self.watch_revision, timeout, prefix=True
-            )
+            async with asyncio.timeout(None) as cut:
+                self._watch_cut = cut
+                events = await self.store.watch(
+                    self.watch_prefix, self.watch_revision, timeout, prefix=True
+                )
+        except TimeoutError:
+            events = []  # cut short: a renewal read the key free
         except StoreError as exc:
             self.store_failed("watch", exc)
             return False
+        finally:
+            self._watch_cut = None
         self.store_ok(t_send)
         for event in events:
             self.watch_revision = max(self.watch_revision, event.revision + 1)
@@ -568,18 +603,20 @@ class Elector(ClusterSteps):
     def _read_after(self, events: list[WatchEvent]) -> bool:
         """Whether a batch leaves us needing a read of the leader key.
 
-        The master reads unless the batch's last leader-key event is the key
-        as ours (a quiet watch proves nothing, and neither does an event it
-        could not place). Anyone reads after a delete whose old value the
-        store did not send (etcd omits ``prev_kv`` when that revision was
-        compacted): its ``create_revision`` is 0, so it names no term.
+        The master reads when the batch has a leader-key event and the last one
+        is not the key as ours (an event it could not place). A batch without
+        one, or a quiet watch, proves nothing, and needs no read: every renewal
+        reads the key (:meth:`_fold_renewal`), a watch hanging on a frozen member
+        included. Anyone reads after a delete whose old value the store did not
+        send (etcd omits ``prev_kv`` when that revision was compacted): its
+        ``create_revision`` is 0, so it names no term.
         """
         mine = [e for e in events if e.kv.key == self.key]
         if any(e.kind is EventKind.DELETE and e.kv.create_revision == 0 for e in mine):
             return True
-        if not self.holds_key:
-            return False
-        return not mine or mine[-1].kind is not EventKind.PUT or not self._is_ours(mine[-1].kv)
+        if not self.holds_key or not mine:
+            return False  # a quiet watch proves nothing, but every renewal reads the key
+        return mine[-1].kind is not EventKind.PUT or not self._is_ours(mine[-1].kv)
 
     def apply_event(self, event: WatchEvent) -> None:
         """Fold one watch event in. Safe against late and repeated events.

@@ -102,9 +102,9 @@ async def _lease_loop(e: Elector) -> None:
 
 async def _campaign_loop(e: Elector, first_read: asyncio.Event) -> None:
     backoff = Backoff(0.05, 1.0)
-    # Each quiet watch ends in a read (the master's verify, a standby's acquire).
-    ttl = e.settings.lease_ttl
-    watch_timeout = _LONG_WATCH if e.store.long_watches else ttl / 2
+    # Long watches on every store: every renewal reads the leader key, and cuts the watch
+    # short when it reads the key free (Elector._fold_renewal).
+    watch_timeout = _LONG_WATCH
     with contextlib.suppress(TimeoutError):  # know the other members before the first try
         await asyncio.wait_for(first_read.wait(), timeout=2 * e.settings.lease_ttl)
     while True:
@@ -118,10 +118,9 @@ async def _campaign_loop(e: Elector, first_read: asyncio.Event) -> None:
         if _stale_holder(e):
             # We last saw another node hold the key. An acquire now would win at once
             # if its lease had just expired, ahead of every higher-priority node; and
-            # on etcd it is a raft write (an fsync) even when it loses: read instead.
-            ok = await e.verify_hold()
-            if ok and e.sees_key_free:
-                continue  # the key is free: campaign through the priority delay
+            # on etcd it is a raft write (an fsync) even when it loses. Wait instead for
+            # the watch or a renewal's read to show the key free.
+            ok = True
         else:
             if e.sees_key_free:
                 await e.learn_how_it_ended()

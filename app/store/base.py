@@ -72,6 +72,16 @@ class AcquireResult:
 
 
 @dataclass(frozen=True)
+class Renewal:
+    """What :meth:`Store.renew` learnt: the TTL granted (0: the lease is gone), and the key
+    it was asked to read as read after the renewal, at store ``revision`` (0: not read)."""
+
+    ttl: float
+    key: KeyValue | None = None
+    revision: int = 0
+
+
+@dataclass(frozen=True)
 class Put:
     """One key that :meth:`Store.resign` writes in its transaction, bound to ``lease``
     (0: to none)."""
@@ -122,6 +132,16 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def keepalive(self, lease_id: int) -> float:
         """Renew a lease once. Return the granted TTL, or 0.0 if the lease is gone."""
+
+    async def renew(self, lease_id: int, key: str) -> Renewal:
+        """:meth:`keepalive`, then a read of ``key`` (as :meth:`get`); nothing is read when
+        the lease is gone. A backend may do both in one step: etcd reads ``key`` as the
+        keepalive's confirming quorum read, so the read costs no request of its own."""
+        ttl = await self.keepalive(lease_id)
+        if ttl <= 0:
+            return Renewal(0.0)
+        kv, revision = await self.get(key)
+        return Renewal(ttl, kv, revision)
 
     @abc.abstractmethod
     async def revoke(self, lease_id: int) -> None:

@@ -26,6 +26,7 @@ from app.store.base import (
     KeyValue,
     LeaseGrant,
     Put,
+    Renewal,
     Store,
     WatchEvent,
 )
@@ -200,14 +201,30 @@ class EtcdStore(Store):
         and the caller's deadline does not move. An expired lease needs no
         confirmation: losing it is always safe.
         """
+        ttl, _ = await self._confirmed(
+            lease_id, {"key": b64(self._confirm_key), "count_only": True}
+        )
+        return ttl
+
+    async def renew(self, lease_id: int, key: str) -> Renewal:
+        """:meth:`keepalive` whose confirming quorum read is a read of ``key``: the key as
+        a quorum of the renewal's raft term had it, for no request of its own."""
+        ttl, confirmed = await self._confirmed(lease_id, {"key": b64(key)})
+        if confirmed is None:
+            return Renewal(0.0)
+        kvs = _list(confirmed, "kvs")
+        return Renewal(ttl, _keyvalue(kvs[0]) if kvs else None, _revision(confirmed))
+
+    async def _confirmed(self, lease_id: int, read: JSONObject) -> tuple[float, JSONObject | None]:
+        """The keepalive and its confirming ``/kv/range`` of ``read``, on one member; the
+        TTL and the read's reply (None when the lease is gone: nothing to confirm)."""
         renewed, confirmed = await self._etcd.call_pair(
-            ("/lease/keepalive", {"ID": str(lease_id)}),
-            ("/kv/range", {"key": b64(self._confirm_key), "count_only": True}),
+            ("/lease/keepalive", {"ID": str(lease_id)}), ("/kv/range", read)
         )
         result = _object(renewed, "result")
         ttl = float(max(_int64(result, "TTL"), 0))
         if ttl <= 0:
-            return 0.0
+            return 0.0, None
         renewed_term = _int64(_object(result, "header"), "raft_term")
         read_term = _int64(_object(confirmed, "header"), "raft_term")
         if renewed_term == 0 or renewed_term != read_term:
@@ -215,7 +232,7 @@ class EtcdStore(Store):
                 f"keepalive not confirmed by a quorum read (raft term {renewed_term}, "
                 f"read in term {read_term})"
             )
-        return ttl
+        return ttl, confirmed
 
     async def revoke(self, lease_id: int) -> None:
         """``/lease/revoke``; etcd's "lease not found" counts as done."""

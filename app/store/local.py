@@ -49,6 +49,7 @@ from app.store.base import (
     KeyValue,
     LeaseGrant,
     Put,
+    Renewal,
     Store,
     WatchEvent,
 )
@@ -284,17 +285,29 @@ class LocalStore(Store):
         return await self._run(body)
 
     async def keepalive(self, lease_id: int) -> float:
-        def body(conn: sqlite3.Connection) -> float:
-            row = conn.execute("SELECT ttl FROM leases WHERE id = ?", (lease_id,)).fetchone()
-            if row is None:
-                return 0.0
-            ttl = float(row[0])
-            conn.execute(
-                "UPDATE leases SET expires_at = ? WHERE id = ?", (self.clock.now() + ttl, lease_id)
-            )
-            return ttl
+        return await self._run(lambda conn: self._extend(conn, lease_id))
+
+    async def renew(self, lease_id: int, key: str) -> Renewal:
+        """The keepalive and the read of ``key`` in one transaction."""
+
+        def body(conn: sqlite3.Connection) -> Renewal:
+            ttl = self._extend(conn, lease_id)
+            if ttl <= 0:
+                return Renewal(0.0)
+            return Renewal(ttl, self._read(conn, key), self._revision(conn))
 
         return await self._run(body)
+
+    def _extend(self, conn: sqlite3.Connection, lease_id: int) -> float:
+        """Renew the lease from now; its TTL, or 0.0 when it is gone."""
+        row = conn.execute("SELECT ttl FROM leases WHERE id = ?", (lease_id,)).fetchone()
+        if row is None:
+            return 0.0
+        ttl = float(row[0])
+        conn.execute(
+            "UPDATE leases SET expires_at = ? WHERE id = ?", (self.clock.now() + ttl, lease_id)
+        )
+        return ttl
 
     async def revoke(self, lease_id: int) -> None:
         await self._run(lambda conn: self._drop_lease(conn, lease_id))

@@ -26,6 +26,7 @@ from tests.store_contract import (
     check_absent_guard,
     check_contract,
     check_prefix_watch,
+    check_renew_reads_the_key,
     check_resign_with_puts,
     check_same_guard,
 )
@@ -82,6 +83,7 @@ def test_the_store_contract_holds(single: EtcdCluster) -> None:
     asyncio.run(check_absent_guard(make))
     asyncio.run(check_same_guard(make))
     asyncio.run(check_prefix_watch(make))
+    asyncio.run(check_renew_reads_the_key(make))
 
 
 def test_grant_keepalive_revoke(single: EtcdCluster) -> None:

@@ -10,7 +10,7 @@ from app.election.runner import _stale_holder
 from app.errors import StoreAuthError, StoreUnavailable
 from app.role import Role
 from app.settings import load_settings
-from app.store.base import EventKind, KeyValue, WatchEvent
+from app.store.base import EventKind, KeyValue, Renewal, WatchEvent
 from app.store.memory import MemoryData, MemoryStore
 from tests.chaos.sim import run_virtual
 
@@ -377,3 +377,55 @@ def test_a_switchover_record_event_is_folded_unless_older_than_the_state_held():
     assert e.control.switchover is None
     e.apply_event(WatchEvent(EventKind.PUT, record, 40))  # late: older than the delete
     assert e.control.switchover is None
+
+
+def test_a_master_whose_key_was_deleted_steps_down_on_its_next_renewal_without_a_watch():
+    """A watch on a frozen etcd member hides a delete; the renewal's read does not."""
+    w = World(2)
+    w.step_all()
+    master = next(e for e in w.nodes if e.snapshot.is_master(w.clock.now()))
+    w.data.delete(leader_key("vipmon"))  # an operator's delete, not seen by any watch
+    assert master.holds_key
+    run(master.renew())
+    assert not master.holds_key and master.role() is not Role.MASTER
+
+
+def test_a_renewal_read_older_than_what_the_campaign_loop_saw_is_dropped():
+    w = World(2)
+    w.step_all()
+    master = next(e for e in w.nodes if e.snapshot.is_master(w.clock.now()))
+    assert master.watch_revision > 2
+    master._fold_renewal(Renewal(2.0, None, 1))  # read before the key was even won
+    assert master.holds_key and master.role() is Role.MASTER
+
+
+class _HangingWatch(MemoryStore):
+    """The in-memory store whose watch hangs, as one on a frozen etcd member does."""
+
+    async def watch(self, key, start_revision, timeout, prefix=False):  # type: ignore[no-untyped-def]
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+def test_a_standby_watch_is_cut_short_when_a_renewal_reads_the_key_free():
+    clock = FakeClock()
+    data = MemoryData(clock)
+    nodes = [
+        Elector(load_settings({"node_id": n}, env={}), _HangingWatch(data), clock)
+        for n in ("n1", "n2")
+    ]
+
+    async def scenario() -> bool:
+        for e in nodes:
+            await e.ensure_lease()
+            await e.campaign()
+        standby = nodes[1] if nodes[0].holds_key else nodes[0]
+        assert standby.leader is not None and not standby.sees_key_free
+        watching = asyncio.create_task(standby.observe(timeout=10.0))
+        await asyncio.sleep(0)  # the watch hangs
+        data.delete(leader_key("vipmon"))  # the master's term ended; no event arrives
+        await standby.renew()
+        ok = await asyncio.wait_for(watching, 5)
+        return ok and standby.sees_key_free
+
+    assert run(scenario())

@@ -17,6 +17,7 @@ from tests.store_contract import (
     check_absent_guard,
     check_contract,
     check_prefix_watch,
+    check_renew_reads_the_key,
     check_resign_with_puts,
     check_same_guard,
 )
@@ -30,6 +31,7 @@ def test_local_store_keeps_the_contract(tmp_path: Path):
     asyncio.run(check_absent_guard(make))
     asyncio.run(check_same_guard(make))
     asyncio.run(check_prefix_watch(make))
+    asyncio.run(check_renew_reads_the_key(make))
     asyncio.run(check_resign_with_puts(make))
 
 
@@ -43,6 +45,7 @@ def test_memory_store_keeps_the_contract():
     asyncio.run(check_absent_guard(make))
     asyncio.run(check_same_guard(make))
     asyncio.run(check_prefix_watch(make))
+    asyncio.run(check_renew_reads_the_key(make))
     asyncio.run(check_resign_with_puts(make))
 
 
