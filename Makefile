@@ -8,7 +8,7 @@ PORT    ?= 8700
 STATE   ?= .vipmon-state
 DURATION ?= 10
 SEED     ?=
-CLUSTERS ?= 5,10,20
+CLUSTERS ?= 5,10,20,40
 QUIET    ?= 120
 BASE_IMAGE ?= docker.io/library/python:3.12-slim
 LOCAL_BASE ?=
@@ -134,7 +134,7 @@ bench: system-deps bench-deps venv
 	$(BIN)/python bench/switchover.py
 
 # Many clusters on one 3-member etcd, then one cluster on the embedded store (bounded:
-# each C runs QUIET seconds): make bench-scale CLUSTERS=5,10,20 QUIET=120
+# each C runs QUIET seconds): make bench-scale CLUSTERS=5,10,20,40 QUIET=120
 bench-scale: system-deps venv
 	$(BIN)/python bench/scale.py --clusters $(CLUSTERS) --quiet $(QUIET)
 	$(BIN)/python bench/scale.py --local --quiet $(QUIET)

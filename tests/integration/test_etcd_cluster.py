@@ -119,3 +119,48 @@ def test_quorum_loss_turns_every_node_negative(etcd: EtcdCluster, tmp_path: Path
     assert violations(records) == []
     during = [p for p in records if stopped_at <= p.start and p.end <= stopped_at + 1.5]
     assert during and all(p.status != 200 for p in during)
+
+
+def _terms(cluster: Cluster) -> list[tuple[str, int | None, str]]:
+    """Each node's (id, term, role) as it answers now; a node that does not answer: None."""
+    seen = []
+    for node in cluster.nodes:
+        try:
+            role = node.role()
+        except (httpx.HTTPError, ValueError):
+            seen.append((node.node_id, None, "no answer"))
+            continue
+        term = role.get("term")
+        seen.append((node.node_id, term if isinstance(term, int) else None, str(role.get("role"))))
+    return seen
+
+
+def test_clusters_sharing_one_etcd_keep_their_terms_and_fail_over_alone(tmp_path: Path):
+    """Issue 24: four clusters of three nodes on one 3-member etcd. Over a short quiet run
+    no cluster changes its term or its master; a crash in one fails that one over, and the
+    others keep their terms."""
+    with EtcdCluster(tmp_path / "etcd", size=3) as etcd:
+        clusters: list[Cluster] = []
+        try:
+            for i in range(4):
+                (tmp_path / f"c{i}").mkdir()
+                clusters.append(start_nodes(etcd, tmp_path / f"c{i}"))
+            masters = [c.wait_master(timeout=30) for c in clusters]
+            terms = [m.role()["term"] for m in masters]
+            for _ in range(40):  # about 4 s of polls, every node of every cluster
+                for cluster, master, term in zip(clusters, masters, terms, strict=True):
+                    seen = _terms(cluster)
+                    assert [n for n, _, r in seen if r == "MASTER"] == [master.node_id], seen
+                    assert all(t == term for _, t, _ in seen), (term, seen)
+                time.sleep(0.1)
+            victim, others = clusters[0], clusters[1:]
+            masters[0].kill()
+            new = victim.wait_master(timeout=30, exclude=masters[0])
+            assert new.role()["term"] != terms[0]
+            for cluster, master, term in zip(others, masters[1:], terms[1:], strict=True):
+                seen = _terms(cluster)
+                assert [n for n, _, r in seen if r == "MASTER"] == [master.node_id], seen
+                assert all(t == term for _, t, _ in seen), (term, seen)
+        finally:
+            for cluster in clusters:
+                cluster.stop()
