@@ -23,7 +23,7 @@ log = logging.getLogger("vipmon.election")
 
 _DUTIES_PERIOD = 1.0  # s between the master's duties when no control key changed
 _MEMBERS_PERIOD = 5.0  # s at most between reads of the member and control keys
-_LONG_WATCH = 10.0  # s: one quiet watch on a store with long_watches
+_LONG_WATCH = 10.0  # s: one quiet watch (every renewal reads the leader key meanwhile)
 _PRUNE_MAX = 16  # history keys the master deletes per round, at most
 
 
@@ -104,7 +104,6 @@ async def _campaign_loop(e: Elector, first_read: asyncio.Event) -> None:
     backoff = Backoff(0.05, 1.0)
     # Long watches on every store: every renewal reads the leader key, and cuts the watch
     # short when it reads the key free (Elector._fold_renewal).
-    watch_timeout = _LONG_WATCH
     with contextlib.suppress(TimeoutError):  # know the other members before the first try
         await asyncio.wait_for(first_read.wait(), timeout=2 * e.settings.lease_ttl)
     while True:
@@ -115,13 +114,12 @@ async def _campaign_loop(e: Elector, first_read: asyncio.Event) -> None:
         if not e.deadline.valid(e.clock.now()) or e.handover.releasing:
             await e.clock.sleep(0.05)
             continue
-        if _stale_holder(e):
-            # We last saw another node hold the key. An acquire now would win at once
-            # if its lease had just expired, ahead of every higher-priority node; and
-            # on etcd it is a raft write (an fsync) even when it loses. Wait instead for
-            # the watch or a renewal's read to show the key free.
-            ok = True
-        else:
+        # A standby that last saw another node hold the key does not try to acquire it:
+        # an acquire would win at once if that lease had just expired, ahead of every
+        # higher-priority node, and on etcd it is a raft write (an fsync) even when it
+        # loses. It waits for the watch or a renewal's read to show the key free.
+        ok = True
+        if not _stale_holder(e):
             if e.sees_key_free:
                 await e.learn_how_it_ended()
                 delay = e.free_key_delay()
@@ -136,7 +134,7 @@ async def _campaign_loop(e: Elector, first_read: asyncio.Event) -> None:
             if ok and e.control != before:
                 continue
         if ok:
-            ok = await e.observe(watch_timeout)
+            ok = await e.observe(_LONG_WATCH)
         if ok:
             backoff.reset()
         else:
@@ -144,8 +142,8 @@ async def _campaign_loop(e: Elector, first_read: asyncio.Event) -> None:
 
 
 def _stale_holder(e: Elector) -> bool:
-    """A standby that last saw another node hold the key: it reads, and campaigns only
-    once the read or the watch shows the key free."""
+    """A standby that last saw another node hold the key: it campaigns only once the
+    watch or a renewal's read shows the key free."""
     return not e.holds_key and e.leader is not None and e.leader != e.me
 
 

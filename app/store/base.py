@@ -109,11 +109,6 @@ class Store(abc.ABC):
     """A coordination store. See the module docstring for the contract."""
 
     name: str = "store"
-    #: Whether one watch may be left to wait long. Over a network a watch on a
-    #: frozen server hangs without an error, so callers keep each one short and
-    #: re-read; a backend whose watch cannot hang that way (the embedded store
-    #: reads a local file) says True.
-    long_watches: bool = False
 
     @property
     def server_version(self) -> str:

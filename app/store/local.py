@@ -98,7 +98,6 @@ class LocalStore(Store):
     """A store in ``<state_dir>/vipmon.sqlite``. See :mod:`app.store.base`."""
 
     name = "local"
-    long_watches = True
 
     def __init__(
         self,
