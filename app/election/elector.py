@@ -444,18 +444,24 @@ class Elector(ClusterSteps):
         if self.handover.releasing:
             return
         kv = renewal.key
+        if not self.holds_key:
+            known_term = self.leader_term if self.leader is not None or self.leader_unknown else 0
+            if (kv.create_revision if kv is not None else 0) == known_term:
+                return
+        self._fold_key_read(kv, " (with the renewal)")
+        if self.sees_key_free and self._watch_cut is not None:
+            self._watch_cut.reschedule(asyncio.get_running_loop().time())
+
+    def _fold_key_read(self, kv: KeyValue | None, how: str) -> None:
+        """A read of the leader key: a master whose key it no longer is steps down; a
+        standby takes the holder it shows."""
         if self.holds_key:
             if kv is None or not self._is_ours(kv):
                 self._observe_holder(kv)
-                self.lose_key("leader key no longer ours (read with the renewal)")
-            return
-        known_term = self.leader_term if self.leader is not None or self.leader_unknown else 0
-        if (kv.create_revision if kv is not None else 0) == known_term:
+                self.lose_key(f"leader key no longer ours{how}")
             return
         self._observe_holder(kv)
-        self.publish("leader key read with the renewal")
-        if self.sees_key_free and self._watch_cut is not None:
-            self._watch_cut.reschedule(asyncio.get_running_loop().time())
+        self.publish(f"leader key read{how}")
 
     async def _revoke_quietly(self, lease_id: int) -> None:
         try:
@@ -672,12 +678,7 @@ class Elector(ClusterSteps):
             return False
         self.store_ok(t_send)
         self.watch_revision = max(self.watch_revision, revision + 1)
-        if self.holds_key and (kv is None or not self._is_ours(kv)):
-            self._observe_holder(kv)
-            self.lose_key("leader key no longer ours")
-        elif not self.holds_key:
-            self._observe_holder(kv)
-            self.publish("leader key read")
+        self._fold_key_read(kv, "")
         return True
 
     async def resign(self) -> None:

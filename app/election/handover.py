@@ -265,14 +265,17 @@ class Handover:
             return await self._switch_over_from_here(record, ending, started)
         grant = await e.store.grant(self._record_ttl())
         try:
-            result = await e.store.acquire(
-                switchover_key(e.settings.cluster), record.encode(), grant.lease_id
-            )
-            if not result.won:
-                raise SwitchoverFailed("another switchover is in progress")
+            await self._write_record(record, grant.lease_id)
             return await self._wait_for_target(record, started, started)
         finally:
             await self._withdraw(grant.lease_id)
+
+    async def _write_record(self, record: Switchover, lease_id: int) -> None:
+        """Create the record on its lease, alone; SwitchoverFailed if one is there already."""
+        key = switchover_key(self.e.settings.cluster)
+        result = await self.e.store.acquire(key, record.encode(), lease_id)
+        if not result.won:
+            raise SwitchoverFailed("another switchover is in progress")
 
     async def _switch_over_from_here(
         self, record: Switchover, ending: Ending | None, started: float
@@ -294,11 +297,7 @@ class Handover:
             await self.release(f"switchover to {record.to_id}", why, handing)
             waiting_from = e.clock.now()  # our own drain does not count against the target
             if not handing.written:
-                grant = await handing.granting
-                key = switchover_key(e.settings.cluster)
-                result = await e.store.acquire(key, record.encode(), grant.lease_id)
-                if not result.won:
-                    raise SwitchoverFailed("another switchover is in progress")
+                await self._write_record(record, (await handing.granting).lease_id)
             return await self._wait_for_target(record, started, waiting_from)
         finally:
             await self._drop_grant(handing.granting)
